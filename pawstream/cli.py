@@ -1,0 +1,83 @@
+"""The `pawstream` command line. Each command builds Settings once and passes it down.
+
+Implementations are imported inside the commands, so `pawstream --help` stays fast and
+importing this module starts nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pawstream.logs import configure_logging
+from pawstream.settings import Settings
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Event-driven image classification on Kafka."
+)
+logger = logging.getLogger("pawstream.cli")
+
+
+def load_settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return settings
+
+
+@app.command()
+def broker(
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default: settings broker.port).")
+    ] = None,
+) -> None:
+    """Run the embedded local Kafka-compatible broker (Tansu) until Ctrl-C or SIGTERM."""
+    from pawstream.broker_cli import run_broker
+
+    run_broker(load_settings(), port)
+
+
+@app.command()
+def worker() -> None:
+    """Run a Faust worker: images topic -> micro-batched inference -> predictions topic."""
+    from stream.main import run_worker
+
+    raise typer.Exit(run_worker(load_settings()))
+
+
+@app.command()
+def publish(
+    targets: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) and http(s) URLs.")],
+    by_reference: Annotated[
+        bool,
+        typer.Option("--by-reference/--inline", help="Send file:// or http(s) references instead of bytes."),
+    ] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Publish at most this many images.")] = None,
+    rate: Annotated[
+        float | None, typer.Option(min=0.001, help="Images per second (default: as fast as acks allow).")
+    ] = None,
+    ids_out: Annotated[
+        Path | None, typer.Option(help="Write one published id per line to this file.")
+    ] = None,
+    source: Annotated[str, typer.Option(help="Source tag stored in each event.")] = "cli",
+) -> None:
+    """Publish images to the images topic; an image counts as published once the broker acks it."""
+    from producers.cli import run_publish
+
+    raise typer.Exit(
+        run_publish(
+            load_settings(),
+            targets,
+            by_reference=by_reference,
+            limit=limit,
+            rate=rate,
+            ids_out=ids_out,
+            source=source,
+        )
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

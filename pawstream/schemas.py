@@ -1,0 +1,215 @@
+"""Versioned event schemas: the wire format every producer, worker and API speaks.
+
+Wire format (documented in the README): each Kafka record's key is the image id (UTF-8), so
+all events about one image share a partition; its value is one UTF-8 JSON object with a
+``v`` (schema version) and a ``type`` field. Bytes travel as standard base64 with padding.
+Timestamps are ISO-8601 with a UTC offset. Readers ignore unknown fields, so adding an
+optional field is not a breaking change; anything else bumps ``v``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _b64decode_strict(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"invalid base64: {exc}") from exc
+
+
+# Bytes on the wire are base64 text; in Python they are plain bytes.
+B64Bytes = Annotated[
+    bytes, PlainSerializer(lambda b: base64.b64encode(b).decode("ascii"), return_type=str, when_used="json")
+]
+EventId = Annotated[str, Field(pattern=ID_PATTERN, description="Image id; also the Kafka record key.")]
+Label = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: Literal[1] = SCHEMA_VERSION
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode("utf-8")
+
+    def record_key(self) -> bytes:
+        return str(getattr(self, "id", "")).encode("utf-8")
+
+
+class ImageEvent(_Event):
+    """An image to classify, carried inline (``data``) or by reference (``ref``)."""
+
+    type: Literal["image"] = "image"
+    id: EventId = Field(default_factory=new_id)
+    data: B64Bytes | None = Field(None, description="Inline image bytes (base64 on the wire).")
+    ref: str | None = Field(None, max_length=4096, description="file://, http:// or https:// URI.")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="Hex digest of the image bytes.")
+    content_type: str | None = Field(None, max_length=128)
+    source: str = Field("unknown", max_length=256)
+    created_at: datetime = Field(default_factory=utcnow, description="When it was published.")
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _decode_data(cls, value: Any) -> Any:
+        return None if value is None else _b64decode_strict(value)
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> ImageEvent:
+        if (self.data is None) == (self.ref is None):
+            raise ValueError("exactly one of 'data' (inline) or 'ref' (reference) must be set")
+        return self
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
+
+    name: str
+    version: str
+    arch: str
+    run_id: str | None = None
+    runtime: str = Field("fp32", description="Inference path: fp32, bf16, int8, ...")
+
+
+class PredictionEvent(_Event):
+    type: Literal["prediction"] = "prediction"
+    id: EventId
+    label: Label
+    confidence: float = Field(ge=0.0, le=1.0)
+    probs: dict[str, float]
+    model: ModelInfo
+    worker: str
+    batch_size: int = Field(ge=1)
+    published_at: datetime = Field(description="ImageEvent.created_at, set by the publisher.")
+    enqueued_at: datetime = Field(description="Kafka record timestamp of the image event.")
+    batch_started_at: datetime
+    emitted_at: datetime
+    embedding: B64Bytes | None = Field(
+        None, description="Penultimate features as little-endian float16, for drift monitoring."
+    )
+
+    @field_validator("embedding", mode="before")
+    @classmethod
+    def _decode_embedding(cls, value: Any) -> Any:
+        return None if value is None else _b64decode_strict(value)
+
+    @property
+    def latency_s(self) -> float:
+        return (self.emitted_at - self.published_at).total_seconds()
+
+
+class FeedbackEvent(_Event):
+    type: Literal["feedback"] = "feedback"
+    id: EventId
+    label: Label
+    source: str = Field("unknown", max_length=256)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DeadLetterReason(StrEnum):
+    SCHEMA = "schema"  # not JSON, or not a valid ImageEvent
+    ENCODING = "encoding"  # bad UTF-8 or bad base64
+    TOO_LARGE = "too_large"  # over a byte or pixel limit
+    REFERENCE = "reference"  # reference refused or could not be fetched
+    CHECKSUM = "checksum"  # bytes do not match the event's sha256
+    DECODE = "decode"  # not a decodable image
+    INFERENCE = "inference"  # the model failed on it
+
+
+class DeadLetterEvent(_Event):
+    type: Literal["deadletter"] = "deadletter"
+    id: str | None = Field(None, description="Image id when it could be read.")
+    key: str | None = Field(None, description="Original record key (UTF-8, replacement chars if not).")
+    payload: B64Bytes | None = Field(None, description="Original record value, if small enough to keep.")
+    payload_truncated: bool = False
+    ref: str | None = None
+    reason: DeadLetterReason
+    message: str = Field(max_length=2000)
+    stage: Literal["parse", "resolve", "decode", "inference"]
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    worker: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @field_validator("payload", mode="before")
+    @classmethod
+    def _decode_payload(cls, value: Any) -> Any:
+        return None if value is None else _b64decode_strict(value)
+
+    def record_key(self) -> bytes:
+        return (self.id or self.key or "").encode("utf-8")
+
+
+class EventError(Exception):
+    """An event that cannot be processed, with the dead-letter reason code it earns."""
+
+    def __init__(self, reason: DeadLetterReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def parse_image_event(raw: bytes | None) -> ImageEvent:
+    """Parse a record value into an ImageEvent, or raise EventError with the reason code."""
+    if not raw:
+        raise EventError(DeadLetterReason.SCHEMA, "empty record value")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventError(DeadLetterReason.ENCODING, f"record value is not UTF-8: {exc}") from exc
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EventError(DeadLetterReason.SCHEMA, f"record value is not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise EventError(DeadLetterReason.SCHEMA, "record value is not a JSON object")
+    if obj.get("type", "image") != "image":
+        raise EventError(DeadLetterReason.SCHEMA, f"expected type 'image', got {obj.get('type')!r}")
+    try:
+        return ImageEvent.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "event"
+        reason = (
+            DeadLetterReason.ENCODING if "base64" in str(first.get("msg", "")) else DeadLetterReason.SCHEMA
+        )
+        raise EventError(reason, f"invalid ImageEvent at {where}: {first.get('msg')}") from exc

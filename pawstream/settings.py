@@ -1,0 +1,115 @@
+"""The one typed settings object for every pawstream entry point.
+
+Environment variables use the prefix ``PAWSTREAM_`` and ``__`` between nesting levels, e.g.
+``PAWSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092`` or ``PAWSTREAM_WORKER__MAX_BATCH=16``.
+Entry points build :class:`Settings` once and pass it (or the part a component needs) down;
+nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    """How every client (producer, worker, API consumer) reaches the broker."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = Field(None, description="CA bundle for SSL/SASL_SSL.")
+    ssl_certfile: Path | None = Field(None, description="Client certificate for mutual TLS.")
+    ssl_keyfile: Path | None = Field(None, description="Client key for mutual TLS.")
+    # Tansu holds the first JoinGroup of a new group for session_timeout/2 (see docs/environment):
+    # a short session timeout keeps worker start-up near 5 s instead of 30 s.
+    session_timeout_s: float = Field(10.0, gt=0)
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+    request_timeout_s: float = Field(30.0, gt=0)
+    # Sized for inline images: base64 JSON of an inline_max_bytes image plus envelope fits comfortably.
+    max_request_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    fetch_max_bytes: int = Field(16 * 1024 * 1024, gt=0)
+
+    @model_validator(mode="after")
+    def _timeouts_consistent(self) -> KafkaSettings:
+        if self.session_timeout_s > self.request_timeout_s:
+            raise ValueError("kafka.session_timeout_s must not exceed kafka.request_timeout_s")
+        if self.heartbeat_interval_s >= self.session_timeout_s:
+            raise ValueError("kafka.heartbeat_interval_s must be below kafka.session_timeout_s")
+        return self
+
+
+class TopicSettings(BaseModel):
+    images: str = "pawstream.images"
+    predictions: str = "pawstream.predictions"
+    deadletters: str = "pawstream.deadletters"
+    feedback: str = "pawstream.feedback"
+    monitoring: str = "pawstream.monitoring"
+    partitions: int = Field(4, ge=1, description="Partitions of the images topic: the worker scaling limit.")
+    output_partitions: int = Field(4, ge=1, description="Partitions of predictions/deadletters/feedback.")
+    replication_factor: int = Field(1, ge=1)
+
+
+class WorkerSettings(BaseModel):
+    app_id: str = "pawstream-worker"
+    max_batch: int = Field(32, ge=1, description="Micro-batch size limit.")
+    max_wait_s: float = Field(0.05, gt=0, description="Longest a partial micro-batch waits for more images.")
+    decode_threads: int = Field(2, ge=1)
+    torch_threads: int = Field(2, ge=1, description="torch intra-op threads used for inference.")
+    commit_interval_s: float = Field(1.0, gt=0)
+    metrics_port: int = Field(9101, ge=0, le=65535, description="Prometheus exporter port; 0 disables it.")
+    name: str | None = Field(None, description="Worker name in prediction events; default host:pid.")
+
+
+class ModelSettings(BaseModel):
+    artifact_path: Path = Path("models/pawstream-classifier")
+
+
+class ReferenceSettings(BaseModel):
+    """Limits on inline images and on images given by reference."""
+
+    inline_max_bytes: int = Field(
+        700_000, gt=0, description="Largest inline image; its base64 event stays under Kafka's 1 MB default."
+    )
+    allowed_schemes: list[Literal["file", "http", "https"]] = ["file", "http", "https"]
+    allowed_roots: list[Path] = Field(
+        default_factory=list, description="Folders file:// references may point into; empty disables them."
+    )
+    http_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts http(s) references (and their redirects) may use; empty = any.",
+    )
+    http_timeout_s: float = Field(5.0, gt=0, description="Deadline for one whole http fetch.")
+    http_max_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    http_max_redirects: int = Field(3, ge=0)
+    file_max_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(40_000_000, gt=0, description="Pillow decompression-bomb limit.")
+
+
+class BrokerSettings(BaseModel):
+    """The embedded local broker (Tansu) used by `pawstream broker`, the demo and the tests."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9092, ge=1, le=65535)
+    storage: str = Field("memory://tansu/", description="Tansu storage engine URL.")
+    start_timeout_s: float = Field(10.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PAWSTREAM_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    worker: WorkerSettings = WorkerSettings()
+    model: ModelSettings = ModelSettings()
+    refs: ReferenceSettings = ReferenceSettings()
+    broker: BrokerSettings = BrokerSettings()
+    log_level: str = "INFO"
+    log_json: bool = True
