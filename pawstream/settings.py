@@ -100,6 +100,37 @@ class BrokerSettings(BaseModel):
     start_timeout_s: float = Field(10.0, gt=0)
 
 
+class ApiSettings(BaseModel):
+    """The HTTP service (api/). Owned by the API issue; extend as needed."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    wait_max_s: float = Field(30.0, gt=0, description="Cap on ?wait=SECONDS.")
+    store: Literal["sqlite", "redis"] = "sqlite"
+    sqlite_path: Path = Path("var/results.sqlite3")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    result_ttl_s: float = Field(7 * 24 * 3600, gt=0, description="How long results are kept.")
+    api_key: SecretStr | None = Field(None, description="When set, write endpoints need X-API-Key.")
+
+
+class MonitoringSettings(BaseModel):
+    """Feedback join, windowed accuracy and drift (stream/monitoring). Owned by the monitoring issue."""
+
+    app_id: str = "pawstream-monitor"
+    window_s: float = Field(60.0, gt=0, description="Tumbling window size.")
+    label_horizon_s: float = Field(24 * 3600.0, gt=0, description="Unmatched items expire after this.")
+    accuracy_floor: float = Field(0.9, ge=0, le=1)
+    metrics_port: int = Field(9102, ge=0, le=65535)
+
+
+class TrainingSettings(BaseModel):
+    """Training-time settings that are not DVC params (those live in params.yaml)."""
+
+    mlflow_tracking_uri: str = "sqlite:///mlflow.db"
+    mlflow_artifact_root: Path = Path("mlartifacts")
+    registered_model: str = "pawstream-classifier"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PAWSTREAM_", env_nested_delimiter="__", extra="ignore", validate_default=True
@@ -111,5 +142,8 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     refs: ReferenceSettings = ReferenceSettings()
     broker: BrokerSettings = BrokerSettings()
+    api: ApiSettings = ApiSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    training: TrainingSettings = TrainingSettings()
     log_level: str = "INFO"
     log_json: bool = True
