@@ -41,11 +41,12 @@ def aiokafka_common(kafka: KafkaSettings) -> dict[str, Any]:
 
 
 def producer_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
-    # acks="all" + idempotence: an acknowledged image is on every in-sync replica, once.
+    # acks="all": an acknowledged image is on every in-sync replica. Idempotence is optional
+    # because Tansu does not implement InitProducerId; delivery is at-least-once either way.
     return {
         **aiokafka_common(kafka),
         "acks": "all",
-        "enable_idempotence": True,
+        "enable_idempotence": kafka.idempotent_producer,
         "max_request_size": kafka.max_request_bytes,
         "linger_ms": 5,
     }

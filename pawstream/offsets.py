@@ -95,13 +95,13 @@ def install() -> None:
             logger.info("corrected end offsets from fetch high watermarks", extra={"changed": changed})
         return corrected
 
-    AIOKafkaConsumer.end_offsets = end_offsets  # type: ignore[method-assign]
+    AIOKafkaConsumer.end_offsets = end_offsets
 
 
 def uninstall() -> None:
     original = getattr(AIOKafkaConsumer, _ORIGINAL_ATTR, None)
     if original is not None:
-        AIOKafkaConsumer.end_offsets = original  # type: ignore[method-assign]
+        AIOKafkaConsumer.end_offsets = original
         delattr(AIOKafkaConsumer, _ORIGINAL_ATTR)
 
 

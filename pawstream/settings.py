@@ -34,6 +34,9 @@ class KafkaSettings(BaseModel):
     # Sized for inline images: base64 JSON of an inline_max_bytes image plus envelope fits comfortably.
     max_request_bytes: int = Field(4 * 1024 * 1024, gt=0)
     fetch_max_bytes: int = Field(16 * 1024 * 1024, gt=0)
+    idempotent_producer: bool = Field(
+        False, description="Idempotent producers (real Kafka only: Tansu lacks InitProducerId)."
+    )
 
     @model_validator(mode="after")
     def _timeouts_consistent(self) -> KafkaSettings:
@@ -64,6 +67,14 @@ class WorkerSettings(BaseModel):
     commit_interval_s: float = Field(1.0, gt=0)
     metrics_port: int = Field(9101, ge=0, le=65535, description="Prometheus exporter port; 0 disables it.")
     name: str | None = Field(None, description="Worker name in prediction events; default host:pid.")
+    buffer_max: int = Field(
+        128, ge=1, description="Events a worker buffers ahead of inference; bounds memory under backpressure."
+    )
+    emit_embeddings: bool = Field(True, description="Carry float16 penultimate features in predictions.")
+    data_dir: Path = Field(Path("var/faust"), description="Faust's local data folder.")
+    deadletter_payload_max_bytes: int = Field(
+        256 * 1024, ge=0, description="Larger original payloads are truncated in dead letters."
+    )
 
 
 class ModelSettings(BaseModel):

@@ -50,7 +50,7 @@ def _efficientnet_lite0(pretrained_state: dict[str, torch.Tensor] | None) -> tup
         missing, _ = net.load_state_dict(pretrained_state, strict=False)
         if missing:
             raise ValueError(f"pretrained efficientnet_lite0 weights miss {len(missing)} tensors")
-    return net, int(net.num_features)
+    return net, int(net.num_features)  # type: ignore[arg-type]
 
 
 _BUILDERS: dict[str, Callable[[dict[str, torch.Tensor] | None], tuple[nn.Module, int]]] = {

@@ -41,7 +41,7 @@ class Predictor:
         self.max_pixels = max_pixels
         self.runtime = runtime
         # channels_last lets oneDNN pick its fastest convolution kernels on x86.
-        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.model = model.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.transform = create_transform(meta.input, is_training=False)
         self.model_info = ModelInfo(
             name=meta.name, version=meta.version, arch=meta.arch, run_id=meta.run_id, runtime=runtime

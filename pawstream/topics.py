@@ -1,0 +1,46 @@
+"""Create pawstream's topics with their configured partition counts (idempotent)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from pawstream.kafka import aiokafka_common
+from pawstream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def topic_plan(settings: Settings) -> dict[str, int]:
+    t = settings.topics
+    return {
+        t.images: t.partitions,
+        t.predictions: t.output_partitions,
+        t.deadletters: t.output_partitions,
+        t.feedback: t.output_partitions,
+        t.monitoring: 1,
+    }
+
+
+async def ensure_topics(settings: Settings, names: list[str] | None = None) -> None:
+    """Create any missing pawstream topic; existing topics are left as they are."""
+    plan = topic_plan(settings)
+    wanted = {n: plan[n] for n in (names or list(plan))}
+    admin = AIOKafkaAdminClient(**aiokafka_common(settings.kafka))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=parts, replication_factor=settings.topics.replication_factor)
+            for name, parts in wanted.items()
+            if name not in existing
+        ]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
+                await admin.create_topics(missing)
+            logger.info("created topics", extra={"topics": {t.name: t.num_partitions for t in missing}})
+    finally:
+        await admin.close()

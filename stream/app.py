@@ -1,0 +1,115 @@
+"""The Faust app and its classify agent, built from Settings (nothing happens at import).
+
+Delivery guarantee (at-least-once, proven by tests/integration/test_worker_crash.py):
+
+* ``Stream.take_events`` turns the stream's automatic acks off and acks a batch's events itself
+  when the agent body asks for the next batch (faust/streams.py).
+* Faust commits only acked offsets, after ``producer.flush()``.
+* Faust's own publish callback only *logs* a failed send, and flush() does not raise for it, so
+  awaiting ``topic.send`` is not enough. The agent therefore awaits every output's delivery
+  future (the broker's ack) before it asks for the next batch. If any output fails, the worker
+  exits at once with EXIT_OUTPUT_FAILED *without* acking the batch (a normal shutdown could run
+  the take() generator's ``finally`` and ack it): the batch is re-read after the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable
+from typing import Any
+
+import faust
+
+from pawstream.kafka import faust_broker_url, faust_credentials
+from pawstream.schemas import DeadLetterEvent, PredictionEvent
+from pawstream.settings import Settings
+from stream.pipeline import BatchProcessor, Record
+
+logger = logging.getLogger(__name__)
+
+EXIT_OUTPUT_FAILED = 75  # EX_TEMPFAIL: a supervisor should restart the worker
+
+
+def create_app(settings: Settings) -> faust.App:
+    k, w = settings.kafka, settings.worker
+    (w.data_dir / w.app_id).mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+    return faust.App(
+        w.app_id,
+        broker=faust_broker_url(k),
+        broker_credentials=faust_credentials(k),
+        store="memory://",
+        datadir=str(w.data_dir / w.app_id),
+        key_serializer="raw",
+        value_serializer="raw",
+        # Tansu holds a new group's first JoinGroup for session_timeout/2: keep it short.
+        broker_session_timeout=k.session_timeout_s,
+        broker_heartbeat_interval=k.heartbeat_interval_s,
+        broker_request_timeout=k.request_timeout_s,
+        broker_commit_interval=w.commit_interval_s,
+        producer_acks=-1,
+        producer_max_request_size=k.max_request_bytes,
+        consumer_max_fetch_size=k.max_request_bytes,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=w.buffer_max,
+        broker_max_poll_records=max(w.max_batch * 2, 64),
+        topic_partitions=settings.topics.output_partitions,
+        topic_replication_factor=settings.topics.replication_factor,
+        web_enabled=False,
+    )
+
+
+def _fatal(message: str, exc: BaseException) -> None:
+    logger.critical(message, extra={"error": f"{type(exc).__name__}: {exc}"})
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_OUTPUT_FAILED)
+
+
+def add_classify_agent(app: faust.App, settings: Settings, processor: BatchProcessor) -> None:
+    t = settings.topics
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    images = app.topic(t.images, partitions=t.partitions, **raw)
+    predictions = app.topic(t.predictions, partitions=t.output_partitions, **raw)
+    deadletters = app.topic(t.deadletters, partitions=t.output_partitions, **raw)
+    w = settings.worker
+
+    async def send(topic: faust.types.TopicT, event: PredictionEvent | DeadLetterEvent) -> Awaitable[Any]:
+        key = event.record_key() or None
+        # force=True: publish now, not attached to the current event's ack.
+        fut: Awaitable[Any] = await topic.send(key=key, value=event.to_bytes(), force=True)
+        return fut
+
+    async def classify(stream: faust.types.StreamT[bytes]) -> None:
+        # take_events (not take): the records' offsets and timestamps are needed. The concrete
+        # Stream has it; the StreamT protocol does not declare it.
+        assert isinstance(stream, faust.Stream)
+        async for events in stream.take_events(w.max_batch, within=w.max_wait_s):
+            records = [
+                Record(
+                    key=e.message.key,
+                    value=e.message.value,
+                    topic=e.message.topic,
+                    partition=e.message.partition,
+                    offset=e.message.offset,
+                    timestamp=e.message.timestamp,
+                )
+                for e in events
+            ]
+            result = await processor.process(records)
+            try:
+                futures = [await send(predictions, p) for p in result.predictions]
+                futures += [await send(deadletters, d) for d in result.deadletters]
+                await asyncio.gather(*futures)  # the broker's acks, not just buffering
+            except Exception as exc:  # any failure here must stop the worker before acking
+                _fatal("could not deliver outputs; exiting without acking the batch", exc)
+
+    app.agent(images, name=f"{w.app_id}.classify")(classify)

@@ -1,0 +1,74 @@
+"""`pawstream worker`: load the model, build the Faust app, run until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import faust
+
+from pawstream import offsets
+from pawstream.references import ReferenceFetcher
+from pawstream.settings import Settings
+from pawstream.topics import ensure_topics
+from pawstream.vision.predictor import Predictor
+from stream.app import add_classify_agent, create_app
+from stream.metrics import WorkerMetrics
+from stream.pipeline import BatchProcessor
+
+logger = logging.getLogger(__name__)
+
+
+def worker_name(settings: Settings) -> str:
+    return settings.worker.name or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.Worker:
+    """Everything the worker needs, built from settings in dependency order."""
+    # Tansu's ListOffsets(LATEST) under-reports; Faust's table recovery reads it (see offsets.py).
+    offsets.install()
+    loop.run_until_complete(ensure_topics(settings))
+    w = settings.worker
+    predictor = Predictor.from_artifact(
+        settings.model.artifact_path, threads=w.torch_threads, max_pixels=settings.refs.max_image_pixels
+    )
+    metrics = WorkerMetrics()
+    metrics.set_model(predictor.model_info)
+    metrics.serve(w.metrics_port)
+    processor = BatchProcessor(
+        settings,
+        predictor,
+        ReferenceFetcher(settings.refs),
+        metrics,
+        worker_name(settings),
+        decode_pool=ThreadPoolExecutor(w.decode_threads, thread_name_prefix="decode"),
+        # One inference thread: torch parallelises inside the op; two batches at once would fight for cores.
+        inference_pool=ThreadPoolExecutor(1, thread_name_prefix="inference"),
+    )
+    app = create_app(settings)
+    add_classify_agent(app, settings, processor)
+    logger.info(
+        "worker starting",
+        extra={
+            "worker": worker_name(settings),
+            "images_topic": settings.topics.images,
+            "bootstrap": settings.kafka.bootstrap_servers,
+            "max_batch": w.max_batch,
+            "max_wait_s": w.max_wait_s,
+        },
+    )
+    return faust.Worker(app, loop=loop, loglevel=settings.log_level, override_logging=False, quiet=True)
+
+
+def run_worker(settings: Settings) -> int:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    worker = build_worker(settings, loop)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

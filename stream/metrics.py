@@ -1,0 +1,49 @@
+"""Worker metrics (prometheus-client), in a registry of the worker's own: nothing global."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+from pawstream.schemas import ModelInfo
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.batch_size = Histogram(
+            "pawstream_worker_batch_size",
+            "Images per inference micro-batch.",
+            buckets=(1, 2, 4, 8, 12, 16, 24, 32, 48, 64),
+            registry=r,
+        )
+        self.decode_seconds = Histogram(
+            "pawstream_worker_decode_seconds", "Wall time to resolve and decode one micro-batch.", registry=r
+        )
+        self.inference_seconds = Histogram(
+            "pawstream_worker_inference_seconds", "Wall time of the model on one micro-batch.", registry=r
+        )
+        self.e2e_seconds = Histogram(
+            "pawstream_worker_end_to_end_seconds",
+            "Publish timestamp to prediction emit, per image.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.events_in = Counter("pawstream_worker_events_in", "Image events consumed.", registry=r)
+        self.events_out = Counter("pawstream_worker_predictions", "Prediction events emitted.", registry=r)
+        self.deadletters = Counter(
+            "pawstream_worker_deadletters", "Events sent to the dead-letter topic.", ["reason"], registry=r
+        )
+        self.in_flight = Gauge(
+            "pawstream_worker_batch_in_flight", "1 while a batch is being processed.", registry=r
+        )
+        self.model_info = Info("pawstream_worker_model", "The model this worker serves.", registry=r)
+
+    def set_model(self, info: ModelInfo) -> None:
+        self.model_info.info({k: str(v) for k, v in info.model_dump().items()})
+
+    def serve(self, port: int) -> None:
+        if port:
+            start_http_server(port, registry=self.registry)

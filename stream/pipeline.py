@@ -1,0 +1,229 @@
+"""One micro-batch of image records -> prediction events and dead letters.
+
+Kept free of Faust so it can be tested and benchmarked on its own. Every record in a batch ends
+as exactly one output: a PredictionEvent, or a DeadLetterEvent with a reason code. A bad record
+never costs its neighbours their predictions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import numpy as np
+import torch
+
+from pawstream.references import ReferenceFetcher
+from pawstream.schemas import (
+    DeadLetterEvent,
+    DeadLetterReason,
+    EventError,
+    ImageEvent,
+    PredictionEvent,
+    parse_image_event,
+    sha256_hex,
+    utcnow,
+)
+from pawstream.settings import Settings
+from pawstream.vision.predictor import Predictor
+from stream.metrics import WorkerMetrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A consumed Kafka record, independent of the client library."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float | None  # seconds since the epoch
+
+
+@dataclass
+class BatchResult:
+    predictions: list[PredictionEvent] = field(default_factory=list)
+    deadletters: list[DeadLetterEvent] = field(default_factory=list)
+
+
+@dataclass
+class _Item:
+    record: Record
+    event: ImageEvent | None = None
+    data: bytes | None = None
+    tensor: torch.Tensor | None = None
+    error: EventError | None = None
+    stage: Literal["parse", "resolve", "decode", "inference"] = "parse"
+
+
+def _ts(seconds: float | None, fallback: datetime) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC) if seconds else fallback
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        settings: Settings,
+        predictor: Predictor,
+        fetcher: ReferenceFetcher,
+        metrics: WorkerMetrics,
+        worker_name: str,
+        decode_pool: Executor,
+        inference_pool: Executor,
+    ) -> None:
+        self.settings = settings
+        self.predictor = predictor
+        self.fetcher = fetcher
+        self.metrics = metrics
+        self.worker_name = worker_name
+        self.decode_pool = decode_pool
+        self.inference_pool = inference_pool
+
+    async def process(self, records: list[Record]) -> BatchResult:
+        started = utcnow()
+        self.metrics.events_in.inc(len(records))
+        items = [_Item(r) for r in records]
+        t0 = time.perf_counter()
+        await asyncio.gather(*(self._prepare(it) for it in items))
+        self.metrics.decode_seconds.observe(time.perf_counter() - t0)
+        ok = [it for it in items if it.error is None and it.tensor is not None]
+        if ok:
+            self.metrics.batch_size.observe(len(ok))
+            t1 = time.perf_counter()
+            outputs = await self._infer(ok)
+            self.metrics.inference_seconds.observe(time.perf_counter() - t1)
+        else:
+            outputs = []
+        return self._build(items, ok, outputs, started)
+
+    async def _prepare(self, it: _Item) -> None:
+        """Parse, fetch and decode one record; failures are recorded on the item, not raised."""
+        loop = asyncio.get_running_loop()
+        try:
+            it.event = parse_image_event(it.record.value)
+            it.stage = "resolve"
+            ev = it.event
+            limit = self.settings.refs.inline_max_bytes
+            if ev.data is not None:
+                if len(ev.data) > limit:
+                    raise EventError(
+                        DeadLetterReason.TOO_LARGE,
+                        f"inline image is {len(ev.data)} bytes, over the {limit} limit",
+                    )
+                it.data = ev.data
+            else:
+                assert ev.ref is not None
+                it.data = await self.fetcher.fetch(ev.ref)
+            if ev.sha256 and sha256_hex(it.data) != ev.sha256:
+                raise EventError(DeadLetterReason.CHECKSUM, "image bytes do not match the event's sha256")
+            it.stage = "decode"
+            it.tensor = await loop.run_in_executor(self.decode_pool, self.predictor.preprocess, it.data)
+        except EventError as exc:
+            it.error = exc
+        except Exception as exc:  # a bug or an unexpected library error: dead-letter, never crash the batch
+            logger.exception("unexpected error preparing record", extra={"offset": it.record.offset})
+            reason = DeadLetterReason.DECODE if it.stage == "decode" else DeadLetterReason.REFERENCE
+            it.error = EventError(reason, f"{type(exc).__name__}: {exc}")
+
+    async def _infer(self, ok: list[_Item]) -> list[tuple[np.ndarray, np.ndarray] | EventError]:
+        loop = asyncio.get_running_loop()
+        batch = torch.stack([it.tensor for it in ok if it.tensor is not None])
+        try:
+            out = await loop.run_in_executor(self.inference_pool, self.predictor.predict, batch)
+            return [(out.probs[i], out.embeddings[i]) for i in range(len(ok))]
+        except EventError:
+            # Isolate the item that breaks the model instead of failing the whole batch.
+            logger.warning("batch inference failed; retrying items one by one", extra={"batch": len(ok)})
+            results: list[tuple[np.ndarray, np.ndarray] | EventError] = []
+            for it in ok:
+                assert it.tensor is not None
+                try:
+                    one = await loop.run_in_executor(
+                        self.inference_pool, self.predictor.predict, it.tensor.unsqueeze(0)
+                    )
+                    results.append((one.probs[0], one.embeddings[0]))
+                except EventError as exc:
+                    results.append(exc)
+            return results
+
+    def _build(
+        self,
+        items: list[_Item],
+        ok: list[_Item],
+        outputs: list[tuple[np.ndarray, np.ndarray] | EventError],
+        started: datetime,
+    ) -> BatchResult:
+        result = BatchResult()
+        for it, out in zip(ok, outputs, strict=True):
+            if isinstance(out, EventError):
+                it.error, it.stage = out, "inference"
+                continue
+            assert it.event is not None
+            result.predictions.append(self._prediction(it, out[0], out[1], started, len(ok)))
+        for it in items:
+            if it.error is not None:
+                result.deadletters.append(self._deadletter(it))
+        for p in result.predictions:
+            self.metrics.e2e_seconds.observe(max(p.latency_s, 0.0))
+        self.metrics.events_out.inc(len(result.predictions))
+        for d in result.deadletters:
+            self.metrics.deadletters.labels(reason=d.reason.value).inc()
+        return result
+
+    def _prediction(
+        self, it: _Item, probs: np.ndarray, emb: np.ndarray, started: datetime, batch_size: int
+    ) -> PredictionEvent:
+        assert it.event is not None
+        labels = self.predictor.labels
+        best = int(np.argmax(probs))
+        return PredictionEvent(
+            id=it.event.id,
+            label=labels[best],
+            confidence=float(probs[best]),
+            probs={label: round(float(p), 6) for label, p in zip(labels, probs, strict=True)},
+            model=self.predictor.model_info,
+            worker=self.worker_name,
+            batch_size=batch_size,
+            published_at=it.event.created_at,
+            enqueued_at=_ts(it.record.timestamp, it.event.created_at),
+            batch_started_at=started,
+            emitted_at=utcnow(),
+            embedding=emb.astype("<f2").tobytes() if self.settings.worker.emit_embeddings else None,
+        )
+
+    def _deadletter(self, it: _Item) -> DeadLetterEvent:
+        assert it.error is not None
+        rec = it.record
+        keep = self.settings.worker.deadletter_payload_max_bytes
+        payload = rec.value or b""
+        logger.info(
+            "dead-lettered",
+            extra={
+                "reason": it.error.reason.value,
+                "offset": rec.offset,
+                "partition": rec.partition,
+                "error": it.error.message[:300],
+            },
+        )
+        return DeadLetterEvent(
+            id=it.event.id if it.event else None,
+            key=rec.key.decode("utf-8", "replace") if rec.key is not None else None,
+            payload=payload[:keep] if payload else None,
+            payload_truncated=len(payload) > keep,
+            ref=it.event.ref if it.event else None,
+            reason=it.error.reason,
+            message=it.error.message[:2000],
+            stage=it.stage,
+            source_topic=rec.topic,
+            source_partition=rec.partition,
+            source_offset=rec.offset,
+            worker=self.worker_name,
+        )
