@@ -8,6 +8,7 @@ nothing else reads the environment.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -122,6 +123,14 @@ class ApiSettings(BaseModel):
     redis_url: str = "redis://127.0.0.1:6379/0"
     result_ttl_s: float = Field(7 * 24 * 3600, gt=0, description="How long results are kept.")
     api_key: SecretStr | None = Field(None, description="When set, write endpoints need X-API-Key.")
+    redis_prefix: str = Field("pawstream:api:", description="Prefix of every Redis key the store writes.")
+    send_timeout_s: float = Field(
+        5.0, gt=0, description="Longest a request waits for the broker (connect + ack) before a 503."
+    )
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 answers.")
+    json_max_bytes: int = Field(16 * 1024, gt=0, description="Largest JSON request body.")
+    probe_timeout_s: float = Field(2.0, gt=0, description="Deadline of each /readyz dependency check.")
+    max_waiters: int = Field(10_000, ge=0, description="Concurrent ?wait requests; beyond it they get 202.")
 
 
 class MonitoringSettings(BaseModel):
@@ -158,3 +167,28 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     log_level: str = "INFO"
     log_json: bool = True
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return json.dumps([_env_value(v) if isinstance(v, Path | SecretStr) else v for v in value])
+    return str(value)
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """The PAWSTREAM_* environment that rebuilds ``settings`` in a child process."""
+    env: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, BaseModel):
+            for sub in type(value).model_fields:
+                item = getattr(value, sub)
+                if item is not None:
+                    env[f"PAWSTREAM_{name.upper()}__{sub.upper()}"] = _env_value(item)
+        elif value is not None:
+            env[f"PAWSTREAM_{name.upper()}"] = _env_value(value)
+    return env

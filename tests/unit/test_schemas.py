@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pawstream.schemas import (
+    DeadLetterEvent,
+    DeadLetterReason,
+    EventError,
+    FeedbackEvent,
+    ImageEvent,
+    ModelInfo,
+    PredictionEvent,
+    parse_image_event,
+    sha256_hex,
+    utcnow,
+)
+
+
+def test_inline_image_event_round_trips_as_documented_json() -> None:
+    ev = ImageEvent(data=b"\xff\xd8\xffabc", sha256=sha256_hex(b"\xff\xd8\xffabc"), content_type="image/jpeg")
+    wire = json.loads(ev.to_bytes())
+    assert wire["v"] == 1 and wire["type"] == "image"
+    assert base64.b64decode(wire["data"]) == b"\xff\xd8\xffabc"
+    assert "ref" not in wire  # absent fields are omitted, not null
+    assert parse_image_event(ev.to_bytes()) == ev
+    assert ev.record_key() == ev.id.encode()
+
+
+def test_reference_event_round_trips() -> None:
+    ev = ImageEvent(ref="https://example.org/cat.jpg", source="test")
+    assert parse_image_event(ev.to_bytes()) == ev
+
+
+def test_prediction_feedback_and_deadletter_round_trip() -> None:
+    now = utcnow()
+    p = PredictionEvent(
+        id="abc",
+        label="cat",
+        confidence=0.9,
+        probs={"cat": 0.9, "dog": 0.1},
+        model=ModelInfo(name="m", version="1", arch="resnet18"),
+        worker="w",
+        batch_size=4,
+        published_at=now,
+        enqueued_at=now,
+        batch_started_at=now,
+        emitted_at=now,
+        embedding=b"\x00\x3c" * 4,
+    )
+    assert PredictionEvent.model_validate_json(p.to_bytes()) == p
+    f = FeedbackEvent(id="abc", label="dog")
+    assert FeedbackEvent.model_validate_json(f.to_bytes()) == f
+    d = DeadLetterEvent(
+        id="abc", reason=DeadLetterReason.DECODE, message="bad", stage="decode", payload=b"\x00"
+    )
+    back = DeadLetterEvent.model_validate_json(d.to_bytes())
+    assert back == d and back.reason is DeadLetterReason.DECODE
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", DeadLetterReason.SCHEMA),
+        (b"\xff\xfe not utf8", DeadLetterReason.ENCODING),
+        (b"{not json", DeadLetterReason.SCHEMA),
+        (b"[1, 2]", DeadLetterReason.SCHEMA),
+        (b'{"v": 1, "type": "image"}', DeadLetterReason.SCHEMA),  # neither data nor ref
+        (b'{"v": 1, "data": "AAAA", "ref": "file:///x"}', DeadLetterReason.SCHEMA),  # both
+        (b'{"v": 2, "ref": "file:///x"}', DeadLetterReason.SCHEMA),  # unknown version
+        (b'{"v": 1, "type": "prediction"}', DeadLetterReason.SCHEMA),
+        (b'{"v": 1, "data": "@@not base64@@"}', DeadLetterReason.ENCODING),
+        (b'{"v": 1, "id": "../../etc", "ref": "file:///x"}', DeadLetterReason.SCHEMA),  # bad id
+    ],
+)
+def test_malformed_events_get_reason_codes(raw: bytes, reason: DeadLetterReason) -> None:
+    with pytest.raises(EventError) as info:
+        parse_image_event(raw)
+    assert info.value.reason is reason, info.value.message
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=300).map(str.encode),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+            lambda children: (
+                st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+            ),
+            max_leaves=12,
+        ).map(lambda o: json.dumps(o).encode()),
+    )
+)
+def test_parser_never_raises_anything_but_event_error(raw: bytes) -> None:
+    """Fuzz: any bytes either parse into a valid ImageEvent or raise EventError, nothing else."""
+    try:
+        ev = parse_image_event(raw)
+    except EventError as exc:
+        assert exc.reason in DeadLetterReason
+    else:
+        assert (ev.data is None) != (ev.ref is None)
