@@ -128,3 +128,20 @@ def real_photos(n: int) -> list[Path]:
     cats = sorted((CATSDOGS / "cat").glob("*.jpg"))[: n // 2]
     dogs = sorted((CATSDOGS / "dog").glob("*.jpg"))[: n - len(cats)]
     return [p for pair in zip(cats, dogs, strict=False) for p in pair][:n]
+
+
+@pytest.fixture(scope="session")
+def mid_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weights ResNet-18 at 112 px: real work per image, but quick enough for long runs."""
+    from tests.factories import make_artifact
+
+    return make_artifact(tmp_path_factory.mktemp("artifact") / "mid", size=112, resize=128)
+
+
+def with_artifact(settings: Settings, artifact: Path, **worker: object) -> Settings:
+    return settings.model_copy(
+        update={
+            "model": settings.model.model_copy(update={"artifact_path": artifact}),
+            "worker": settings.worker.model_copy(update=worker),
+        }
+    )
