@@ -6,6 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from aiokafka.errors import KafkaConnectionError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -47,17 +48,24 @@ def run_publish(
             if error:
                 progress.console.print(f"[yellow]skipped[/] {_id}: {error}")
 
-        report = asyncio.run(
-            publish_images(
-                settings,
-                targets,
-                by_reference=by_reference,
-                limit=limit,
-                rate=rate,
-                source=source,
-                on_done=on_done,
+        try:
+            report = asyncio.run(
+                publish_images(
+                    settings,
+                    targets,
+                    by_reference=by_reference,
+                    limit=limit,
+                    rate=rate,
+                    source=source,
+                    on_done=on_done,
+                )
             )
-        )
+        except KafkaConnectionError:
+            console.print(
+                f"[red]error:[/] cannot reach the Kafka broker at {settings.kafka.bootstrap_servers} "
+                "(start one with `pawstream broker`, or set PAWSTREAM_KAFKA__BOOTSTRAP_SERVERS)"
+            )
+            return 3
     lines = "".join(f"{i}\n" for i in report.published)
     if ids_out:
         ids_out.write_text(lines)

@@ -9,6 +9,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import faust
+from aiokafka.errors import KafkaConnectionError
 
 from pawstream import offsets
 from pawstream.references import ReferenceFetcher
@@ -66,7 +67,17 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
 def run_worker(settings: Settings) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    worker = build_worker(settings, loop)
+    try:
+        worker = build_worker(settings, loop)
+    except KafkaConnectionError:
+        logger.critical(
+            "cannot reach the Kafka broker; start one with `pawstream broker`",
+            extra={"bootstrap": settings.kafka.bootstrap_servers},
+        )
+        return 3
+    except FileNotFoundError as exc:
+        logger.critical(str(exc))
+        return 2
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
