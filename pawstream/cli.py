@@ -79,5 +79,16 @@ def publish(
     )
 
 
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default: settings api.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default: settings api.port).")] = None,
+) -> None:
+    """Run the HTTP API: publish images, look up and wait for results, send feedback."""
+    from api.server import run_api
+
+    raise typer.Exit(run_api(load_settings(), host=host, port=port))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

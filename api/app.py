@@ -1,0 +1,90 @@
+"""The pawstream HTTP API: ``create_app(settings)`` builds one instance; its lifespan opens the
+store, starts the results consumer and closes everything (the producer starts on first use).
+Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api.consumer import ResultConsumer
+from api.errors import error_response, install_error_handlers
+from api.labels import ModelLabels, ModelUnavailable
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.monitoring import MonitoringProvider, PlaceholderMonitoring
+from api.publisher import BrokerUnavailable, Publisher
+from api.routes import feedback, health, images, monitoring, predictions
+from api.state import ApiState
+from api.store import StoreUnavailable, make_store
+from api.waiters import Waiters
+from pawstream import __version__
+from pawstream.references import ReferencePolicy
+from pawstream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Publish images for classification, look their results up, and label them.
+
+Images go to the images topic; workers classify them and publish to the predictions topic;
+this service materializes that topic into a result store that lookups read. Errors are JSON:
+`{"error": {"code": ..., "message": ...}}`.
+"""
+
+
+def create_app(settings: Settings, *, monitoring_provider: MonitoringProvider | None = None) -> FastAPI:
+    metrics = ApiMetrics()
+    store = make_store(settings.api)
+    waiters = Waiters(settings.api.max_waiters)
+    metrics.waiters.set_function(lambda: len(waiters))
+    state = ApiState(
+        settings=settings,
+        store=store,
+        publisher=Publisher(settings),
+        consumer=ResultConsumer(settings, store, waiters, metrics),
+        waiters=waiters,
+        metrics=metrics,
+        labels=ModelLabels(settings.model.artifact_path),
+        monitoring=monitoring_provider or PlaceholderMonitoring(),
+        references=ReferencePolicy(settings.refs),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await store.open()
+        state.consumer.start()
+        logger.info("api started", extra={"store": settings.api.store})
+        try:
+            yield
+        finally:
+            await state.consumer.stop()
+            await state.publisher.close()
+            await store.close()
+            logger.info("api stopped")
+
+    app = FastAPI(title="pawstream API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.api = state
+    install_error_handlers(app)
+    retry_after = {"Retry-After": str(settings.api.retry_after_s)}
+
+    @app.exception_handler(BrokerUnavailable)
+    async def _broker(_: Request, exc: BrokerUnavailable) -> JSONResponse:
+        return error_response(503, "broker_unavailable", str(exc), retry_after)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        return error_response(503, "store_unavailable", str(exc), retry_after)
+
+    @app.exception_handler(ModelUnavailable)
+    async def _model(_: Request, exc: ModelUnavailable) -> JSONResponse:
+        return error_response(503, "model_unavailable", str(exc), retry_after)
+
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    for module in (images, predictions, feedback, monitoring, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,201 @@
+"""Materializes the predictions and dead-letter topics into the result store and wakes waiters.
+
+Every API replica reads ALL partitions of both topics with manual assignment (no consumer
+group): each replica sees every result, so it can resolve its own ``?wait`` requests. The next
+offset per partition is stored with the results (one transaction), and a restart resumes there.
+Readiness ("caught up") compares positions with the true end offsets taken at start-up through
+pawstream.offsets.end_offsets (Tansu's ListOffsets(LATEST) under-reports them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from pydantic import ValidationError
+
+from api.metrics import ApiMetrics
+from api.models import Failure
+from api.store.base import ResultStore, Status, StoredResult
+from api.waiters import Waiters
+from pawstream.kafka import consumer_kwargs
+from pawstream.offsets import end_offsets
+from pawstream.schemas import DeadLetterEvent, PredictionEvent
+from pawstream.settings import Settings
+from pawstream.topics import ensure_topics
+
+logger = logging.getLogger(__name__)
+
+MAX_RECORDS = 500
+POLL_MS = 200
+RETRY_MAX_S = 10.0
+
+
+class ResultConsumer:
+    def __init__(self, settings: Settings, store: ResultStore, waiters: Waiters, metrics: ApiMetrics) -> None:
+        self.settings = settings
+        self.store = store
+        self.waiters = waiters
+        self.metrics = metrics
+        self.topics = [settings.topics.predictions, settings.topics.deadletters]
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._targets: dict[TopicPartition, int] = {}
+        self._next: dict[TopicPartition, int] = {}
+        self.caught_up = False
+        self.last_error: str | None = None
+        self.records_read = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="api-result-consumer")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def probe_broker(self, timeout_s: float) -> None:
+        """Raise unless the broker answers a metadata request within ``timeout_s``."""
+        consumer = self._consumer
+        if consumer is None:
+            raise ConnectionError(self.last_error or "the result consumer is not connected")
+        async with asyncio.timeout(timeout_s):
+            await consumer.topics()
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                logger.warning("result consumer failed; retrying", extra={"error": self.last_error})
+                await asyncio.sleep(delay)  # back-off before reconnecting, not a wait for a condition
+                delay = min(delay * 2, RETRY_MAX_S)
+            else:
+                delay = 0.5
+
+    async def _consume(self) -> None:
+        await ensure_topics(self.settings, self.topics)
+        consumer = AIOKafkaConsumer(
+            **consumer_kwargs(self.settings.kafka),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # a stored offset past a recreated topic's end restarts it
+            client_id="pawstream-api-results",
+        )
+        await consumer.start()
+        try:
+            partitions = self._partitions(consumer)
+            consumer.assign(partitions)
+            stored = await self.store.load_offsets(self.topics)
+            self._targets = await end_offsets(consumer, partitions)
+            self._next = {}
+            for tp in partitions:
+                off = stored.get((tp.topic, tp.partition))
+                if off is not None and off > self._targets[tp]:
+                    # Past the end: the topic was recreated (a memory-storage broker restarted).
+                    logger.warning("stored offset is past the end; rereading", extra={"tp": str(tp)})
+                    off = None
+                if off is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, off)
+                self._next[tp] = off or 0
+            self._consumer = consumer
+            self.last_error = None
+            logger.info(
+                "result consumer assigned",
+                extra={
+                    "resume": {str(tp): off for tp, off in self._next.items()},
+                    "end": {str(tp): off for tp, off in self._targets.items()},
+                },
+            )
+            self._update_caught_up()
+            while True:
+                batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
+                if batch:
+                    await self._apply(batch)
+                self._update_lag(consumer)
+                self._update_caught_up()
+        finally:
+            self._consumer = None
+            await consumer.stop()
+
+    def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        out = []
+        for topic in self.topics:
+            parts = consumer.partitions_for_topic(topic)
+            if not parts:
+                raise RuntimeError(f"no partition metadata for topic {topic!r} yet")
+            out += [TopicPartition(topic, p) for p in sorted(parts)]
+        return out
+
+    async def _apply(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        results: list[StoredResult] = []
+        offsets: dict[tuple[str, int], int] = {}
+        for tp, records in batch.items():
+            if not records:
+                continue
+            for record in records:
+                result = self._parse(tp.topic, record.value)
+                if result is not None:
+                    results.append(result)
+            offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
+            self.records_read += len(records)
+        await self.store.apply(results, offsets)
+        for (topic, part), off in offsets.items():
+            self._next[TopicPartition(topic, part)] = off
+        for result in results:
+            self.waiters.resolve(result)
+
+    def _parse(self, topic: str, value: bytes | None) -> StoredResult | None:
+        try:
+            if topic == self.settings.topics.predictions:
+                event = PredictionEvent.model_validate_json(value or b"")
+                self.metrics.consumed.labels("prediction").inc()
+                # The embedding is for monitoring; the API never serves it.
+                body = event.model_copy(update={"embedding": None}).to_bytes().decode()
+                return StoredResult(event.id, Status.DONE, body)
+            dead = DeadLetterEvent.model_validate_json(value or b"")
+        except ValidationError as exc:
+            self.metrics.consumed.labels("invalid").inc()
+            logger.warning("skipping an unreadable result record", extra={"topic": topic, "error": str(exc)})
+            return None
+        self.metrics.consumed.labels("deadletter").inc()
+        if dead.id is None:
+            return None
+        failure = Failure(reason=dead.reason.value, message=dead.message, stage=dead.stage)
+        return StoredResult(dead.id, Status.FAILED, failure.model_dump_json())
+
+    def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        lag = 0
+        for tp, nxt in self._next.items():
+            hw = consumer.highwater(tp)
+            if hw is not None:
+                lag += max(0, hw - nxt)
+        self.metrics.lag.set(lag)
+
+    def _update_caught_up(self) -> None:
+        if not self.caught_up and all(self._next.get(tp, 0) >= end for tp, end in self._targets.items()):
+            self.caught_up = True
+            logger.info("result consumer caught up", extra={"records": self.records_read})
+
+    @property
+    def partitions(self) -> Sequence[TopicPartition]:
+        return list(self._targets)

@@ -1,0 +1,42 @@
+"""POST /v1/feedback: a true label for an image, published as a FeedbackEvent."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from api.deps import StateDep, WriteAccess
+from api.errors import ApiError, error_doc
+from api.models import FeedbackAccepted, FeedbackRequest
+from api.upload import json_body_doc, read_model
+from pawstream.schemas import FeedbackEvent
+
+router = APIRouter(prefix="/v1", tags=["feedback"])
+
+
+@router.post(
+    "/feedback",
+    status_code=202,
+    response_model=FeedbackAccepted,
+    summary="Label an image",
+    dependencies=[WriteAccess],
+    openapi_extra={"requestBody": json_body_doc(FeedbackRequest)},
+    responses={
+        400: error_doc("Malformed JSON."),
+        401: error_doc("Missing or wrong X-API-Key."),
+        413: error_doc("Body too large."),
+        415: error_doc("Body is not application/json."),
+        422: error_doc("Invalid body, or a label that is not one of the model's classes."),
+        503: error_doc("Broker unreachable, or no model artifact to check labels.", retry_after=True),
+    },
+)
+async def post_feedback(request: Request, state: StateDep) -> FeedbackAccepted:
+    """Accepted (202) once the broker acknowledged it, also for ids with no prediction yet:
+    labels may arrive before their predictions, and monitoring joins them later."""
+    body = await read_model(request, FeedbackRequest, state.settings.api.json_max_bytes)
+    labels = state.labels.get()
+    if body.label not in labels:
+        known = ", ".join(labels)
+        raise ApiError(422, "unknown_label", f"label {body.label!r} is not a model class ({known})")
+    await state.publisher.publish_feedback(FeedbackEvent(id=body.id, label=body.label, source="api"))
+    state.metrics.published.labels("feedback").inc()
+    return FeedbackAccepted(id=body.id, label=body.label)
