@@ -71,6 +71,9 @@ class WorkerSettings(BaseModel):
     buffer_max: int = Field(
         128, ge=1, description="Events a worker buffers ahead of inference; bounds memory under backpressure."
     )
+    watchdog_interval_s: float = Field(
+        3.0, gt=0, description="How often the worker checks its input topic exists."
+    )
     emit_embeddings: bool = Field(True, description="Carry float16 penultimate features in predictions.")
     data_dir: Path = Field(Path("var/faust"), description="Faust's local data folder.")
     deadletter_payload_max_bytes: int = Field(
@@ -141,6 +144,25 @@ class MonitoringSettings(BaseModel):
     label_horizon_s: float = Field(24 * 3600.0, gt=0, description="Unmatched items expire after this.")
     accuracy_floor: float = Field(0.9, ge=0, le=1)
     metrics_port: int = Field(9102, ge=0, le=65535)
+    accuracy_min_labels: int = Field(20, ge=1, description="A window needs this many labels to alert.")
+    window_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="A window closes this long after its end (late events), by event or wall time.",
+    )
+    sweep_interval_s: float = Field(
+        30.0, gt=0, description="How often unmatched items are checked for expiry."
+    )
+    reference_path: Path | None = Field(
+        None, description="Reference profile (.npz); default: the served artifact's reference_profile.npz."
+    )
+    drift_window_events: int = Field(100, ge=10, description="Predictions per (tumbling) drift window.")
+    psi_threshold: float = Field(0.2, gt=0, description="Class-mix PSI above this is drift.")
+    ks_alpha: float = Field(0.001, gt=0, lt=1, description="Confidence KS test level (per window).")
+    mmd_alpha: float = Field(0.002, gt=0, lt=1, description="Embedding MMD test level (per window).")
+    mmd_bootstrap: int = Field(2000, ge=100, description="Resamples calibrating the MMD threshold.")
+    mmd_reference_max: int = Field(1000, ge=20, description="Reference embeddings used (cost is linear).")
+    lag_interval_s: float = Field(15.0, ge=0, description="Worker consumer-lag probe period; 0 disables it.")
 
 
 class TrainingSettings(BaseModel):
@@ -148,6 +170,7 @@ class TrainingSettings(BaseModel):
 
     mlflow_tracking_uri: str = "sqlite:///mlflow.db"
     mlflow_artifact_root: Path = Path("mlartifacts")
+    mlflow_experiment: str = "pawstream"
     registered_model: str = "pawstream-classifier"
 
 

@@ -22,8 +22,9 @@ from collections.abc import Awaitable
 from typing import Any
 
 import faust
+from aiokafka.admin import AIOKafkaAdminClient
 
-from pawstream.kafka import faust_broker_url, faust_credentials
+from pawstream.kafka import aiokafka_common, faust_broker_url, faust_credentials
 from pawstream.schemas import DeadLetterEvent, PredictionEvent
 from pawstream.settings import Settings
 from stream.pipeline import BatchProcessor, Record
@@ -113,3 +114,40 @@ def add_classify_agent(app: faust.App, settings: Settings, processor: BatchProce
                 _fatal("could not deliver outputs; exiting without acking the batch", exc)
 
     app.agent(images, name=f"{w.app_id}.classify")(classify)
+
+
+def add_broker_watchdog(app: faust.App, settings: Settings) -> None:
+    """Exit (code 75) when the input topic disappears from the cluster.
+
+    A broker that restarts with empty storage (Tansu's memory engine) comes back without our
+    topics, offsets and group; Faust keeps running but never re-creates its internal topics and
+    its commits fail. Nothing acknowledged can be recovered by staying up, so the worker exits
+    non-zero and its supervisor (`pawstream up`, compose, systemd) starts a fresh one, which
+    re-creates the topics. While the broker is unreachable the check just fails and retries.
+    """
+    interval = settings.worker.watchdog_interval_s
+    topic = settings.topics.images
+    state: dict[str, Any] = {}
+
+    async def check_input_topic() -> None:
+        admin = state.get("admin")
+        if admin is None:
+            admin = AIOKafkaAdminClient(**aiokafka_common(settings.kafka))
+            try:
+                await asyncio.wait_for(admin.start(), interval * 0.8)
+            except Exception:  # broker unreachable right now: try again next tick
+                await admin.close()
+                return
+            state["admin"] = admin
+        try:
+            topics = await asyncio.wait_for(admin.list_topics(), interval * 0.8)
+        except Exception as exc:
+            logger.warning("watchdog could not list topics", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return
+        if topic not in topics:
+            _fatal(
+                "input topic vanished: broker restarted with empty storage; exiting for a restart",
+                KeyError(topic),
+            )
+
+    app.timer(interval=interval, on_leader=False)(check_input_topic)

@@ -16,7 +16,7 @@ from pawstream.references import ReferenceFetcher
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
 from pawstream.vision.predictor import Predictor
-from stream.app import add_classify_agent, create_app
+from stream.app import add_broker_watchdog, add_classify_agent, create_app
 from stream.metrics import WorkerMetrics
 from stream.pipeline import BatchProcessor
 
@@ -51,6 +51,7 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
     )
     app = create_app(settings)
     add_classify_agent(app, settings, processor)
+    add_broker_watchdog(app, settings)
     logger.info(
         "worker starting",
         extra={

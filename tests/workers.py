@@ -41,6 +41,10 @@ class WorkerProcess:
         assert self.proc is not None
         return self.proc.pid
 
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
