@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint format demo bench clean
+.PHONY: setup test test-fast lint format demo bench clean docs
 
 # Idempotent: re-installs only when pyproject.toml changed since the last install.
 setup: $(STAMP)
@@ -36,6 +36,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/pawstream bench
+
+# Regenerate the README's configuration table from pawstream.settings.Settings.
+docs: setup
+	$(BIN)/python -m pawstream.config_doc
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache

@@ -35,12 +35,11 @@ HEADING = "## Configuration"
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 INTRO = """\
-Every setting comes from the environment (or a `.env`-style file passed by your process manager):
-the prefix `PAWSTREAM_`, then the section and the field joined by `__`, case-insensitive, e.g.
-`PAWSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092`. List values are JSON
-(`PAWSTREAM_REFS__ALLOWED_ROOTS='["/data/images"]'`). Entry points read them once into
-`pawstream.settings.Settings`. The compose stack passes them from `compose/.env`
-(see `compose/.env.example`)."""
+Every setting is an environment variable: the prefix `PAWSTREAM_`, then the section and the field
+joined by `__`, case-insensitive, e.g. `PAWSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092`. List values
+are JSON (`PAWSTREAM_REFS__ALLOWED_ROOTS='["/data/images"]'`). Entry points read them once into
+`pawstream.settings.Settings`. The compose stack passes the ones listed under `x-pawstream-env` in
+`compose/compose.yml` from `compose/.env` (see `compose/.env.example`)."""
 
 
 @dataclass(frozen=True)
