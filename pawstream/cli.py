@@ -90,5 +90,52 @@ def api(
     raise typer.Exit(run_api(load_settings(), host=host, port=port))
 
 
+@app.command()
+def monitor() -> None:
+    """Run the monitor: join feedback to predictions, windowed accuracy, drift, alerts, metrics."""
+    from stream.monitoring.app import run_monitor
+
+    raise typer.Exit(run_monitor(load_settings()))
+
+
+@app.command()
+def simulate(
+    data: Annotated[
+        Path, typer.Argument(help="Labelled photos: one sub-folder per class (e.g. cat/, dog/).")
+    ],
+    count: Annotated[int, typer.Option(min=1, help="Clean images to replay before any drift phase.")] = 500,
+    rate: Annotated[float, typer.Option(min=0.01, help="Images per second.")] = 10.0,
+    label_delay: Annotated[
+        float, typer.Option(min=0, help="Mean label delay in seconds (exponential).")
+    ] = 5.0,
+    label_fraction: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of images that get feedback.")
+    ] = 1.0,
+    wrong_labels: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of feedback with a wrong label.")
+    ] = 0.0,
+    drift: Annotated[
+        str | None, typer.Option(help="Drift phase after the clean one: grayscale, blur, rotate or textures.")
+    ] = None,
+    drift_count: Annotated[int, typer.Option(min=1, help="Images in the drift phase.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed for order, delays and label noise.")] = 0,
+) -> None:
+    """Replay labelled photos with feedback at a rate and label delay, optionally with a drift phase."""
+    from stream.monitoring.simulate import SimulationPlan, run_simulate
+
+    plan = SimulationPlan(
+        data=data,
+        count=count,
+        rate=rate,
+        label_delay_s=label_delay,
+        label_fraction=label_fraction,
+        wrong_labels=wrong_labels,
+        drift=drift,
+        drift_count=drift_count,
+        seed=seed,
+    )
+    raise typer.Exit(run_simulate(load_settings(), plan))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

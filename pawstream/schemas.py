@@ -144,6 +144,27 @@ class FeedbackEvent(_Event):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class MonitoringEvent(_Event):
+    """A monitoring figure or alert: one metric of one window, for one model version.
+
+    ``kind="alert"`` when ``value`` crossed ``threshold`` (drift, or accuracy below the floor);
+    ``kind="window"`` for the figures of a closed window, published for dashboards and the API.
+    """
+
+    type: Literal["monitoring"] = "monitoring"
+    id: EventId = Field(default_factory=new_id)
+    kind: Literal["alert", "window"]
+    metric: str = Field(max_length=64, description="accuracy, class_mix_psi, confidence_ks, embedding_mmd...")
+    value: float
+    threshold: float | None = None
+    model_version: str = Field(max_length=128)
+    window_start: datetime
+    window_end: datetime
+    window_events: int = Field(ge=0, description="Events the figure was computed from.")
+    details: dict[str, float | int | str] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class DeadLetterReason(StrEnum):
     SCHEMA = "schema"  # not JSON, or not a valid ImageEvent
     ENCODING = "encoding"  # bad UTF-8 or bad base64

@@ -5,13 +5,13 @@
 * :func:`ks_test` compares a window's confidences (max probability) with a reference sample,
   against the asymptotic critical value at level alpha.
 * :class:`MMDDetector` compares a window of embeddings with reference embeddings by the
-  unbiased squared MMD with an RBF kernel. Its threshold is calibrated once, at start-up, by
-  resampling windows from a held-out half of the reference: the (1 - alpha) quantile of the
-  statistic under "no drift". A per-window permutation test would cost ``n_perm`` MMDs per
-  window; calibrating once costs one kernel matrix and index gathers.
-* :class:`MeanShiftDetector` is the fallback when the profile only has the embedding mean and
-  covariance: squared distance of the window mean, threshold from its null distribution
-  (a weighted sum of chi-squares given by the covariance eigenvalues, simulated).
+  unbiased squared MMD with an RBF kernel. Its threshold is calibrated once per window size,
+  at start-up, by random splits of the reference pool (a permutation null): the (1 - alpha)
+  quantile of the statistic under "no drift". A per-window permutation test would cost
+  ``n_perm`` kernel matrices per window; calibrating once costs one and matrix products.
+* :class:`MeanShiftDetector` is the fallback when the profile has too few reference embeddings:
+  squared distance of the window mean, threshold from its null distribution (a weighted sum of
+  chi-squares given by the covariance eigenvalues, simulated).
 """
 
 from __future__ import annotations
@@ -107,12 +107,14 @@ def mmd2_unbiased(kxx: np.ndarray, kyy_offdiag_mean: float, kxy: np.ndarray) -> 
 
 
 class MMDDetector:
-    """RBF-kernel MMD against reference embeddings, with a resampling-calibrated threshold.
+    """RBF-kernel MMD against reference embeddings, with a permutation-calibrated threshold.
 
-    The reference is split in two halves: ``Y`` (what windows are compared with) and ``C``
-    (calibration). Windows of size n drawn without replacement from ``C`` are independent of
-    ``Y`` and come from the reference distribution, so the statistic's (1 - alpha) quantile over
-    them is the threshold. All kernel values needed come from one precomputed C x (C, Y) matrix.
+    A window is compared with the whole reference pool ``Y``. The threshold is calibrated once
+    per window size n, before any production data: the pool is split at random into n "window"
+    and m - n "reference" points ``n_boot`` times, and the (1 - alpha) quantile of the statistic
+    over those splits is the threshold (a permutation null, computed from one precomputed m x m
+    kernel matrix). The splits compare against m - n reference points instead of m, which makes
+    the null slightly wider: the threshold errs on the side of fewer false alarms.
     """
 
     def __init__(
@@ -128,20 +130,15 @@ class MMDDetector:
         if ref.ndim != 2 or len(ref) < 20:
             raise ValueError("MMD needs a 2-d reference sample of at least 20 embeddings")
         rng = np.random.default_rng(seed)
-        ref = ref[rng.permutation(len(ref))[:max_reference]]
-        half = len(ref) // 2
-        self.y = ref[:half]
-        self.c = ref[half:]
+        self.y = ref[rng.permutation(len(ref))[:max_reference]]
         self.alpha = alpha
         self.n_boot = n_boot
         self.seed = seed
         # Bandwidth from the reference only, so it is fixed before any production data arrives.
         self.gamma = 1.0 / median_sq_distance(self.y)
-        kyy = rbf_kernel(self.y, self.y, self.gamma)
+        self._kyy = rbf_kernel(self.y, self.y, self.gamma).astype(np.float64)
         m = len(self.y)
-        self.kyy_term = float((kyy.sum() - np.trace(kyy)) / (m * (m - 1)))
-        self._kcc: np.ndarray | None = None
-        self._kcy_rowmean: np.ndarray | None = None
+        self.kyy_term = float((self._kyy.sum() - np.trace(self._kyy)) / (m * (m - 1)))
         self._thresholds: dict[int, float] = {}
 
     @property
@@ -157,20 +154,30 @@ class MMDDetector:
         return mmd2_unbiased(kxx, self.kyy_term, kxy)
 
     def null_sample(self, n: int) -> np.ndarray:
-        """The statistic for ``n_boot`` windows of size n resampled from the calibration half."""
-        if n > len(self.c):
-            raise ValueError(f"window of {n} is larger than the calibration half ({len(self.c)})")
-        if self._kcc is None:
-            self._kcc = rbf_kernel(self.c, self.c, self.gamma)
-            self._kcy_rowmean = rbf_kernel(self.c, self.y, self.gamma).mean(axis=1)
-        assert self._kcy_rowmean is not None
+        """The statistic over ``n_boot`` random (n, m - n) splits of the reference pool."""
+        k = self._kyy
+        m = len(k)
+        r = m - n
+        if n < 2 or r < 2:
+            raise ValueError(f"a window of {n} needs a reference pool larger than {n + 1} (have {m})")
         rng = np.random.default_rng(self.seed + n)
+        diag = np.diag(k)
+        total = k.sum()
         out = np.empty(self.n_boot)
-        diag = np.diag(self._kcc)
-        for b in range(self.n_boot):
-            idx = rng.choice(len(self.c), n, replace=False)
-            xx = (self._kcc[np.ix_(idx, idx)].sum() - diag[idx].sum()) / (n * (n - 1))
-            out[b] = xx + self.kyy_term - 2.0 * self._kcy_rowmean[idx].mean()
+        for lo in range(0, self.n_boot, 256):
+            b = min(256, self.n_boot - lo)
+            a = np.zeros((b, m))
+            picks = np.argsort(rng.random((b, m)), axis=1)[:, :n]
+            np.put_along_axis(a, picks, 1.0, axis=1)
+            v = a @ k  # (b, m): kernel sums of each split's window against every point
+            s_xx = (v * a).sum(axis=1)
+            s_xy = v.sum(axis=1) - s_xx
+            s_yy = total - 2 * s_xy - s_xx
+            d_x = a @ diag
+            d_y = diag.sum() - d_x
+            out[lo : lo + b] = (
+                (s_xx - d_x) / (n * (n - 1)) + (s_yy - d_y) / (r * (r - 1)) - 2 * s_xy / (n * r)
+            )
         return out
 
     def threshold(self, n: int) -> float:
@@ -187,20 +194,30 @@ class MMDDetector:
 class MeanShiftDetector:
     """Squared distance between a window's mean embedding and the reference mean.
 
-    Under no drift the window mean is ~N(mu, Sigma/n), so the statistic is distributed as
-    sum(lambda_i * chi2_1) / n over Sigma's eigenvalues; its quantile is simulated once.
+    Under no drift the window mean minus the reference mean is ~N(0, Sigma (1/n + 1/m)), so the
+    statistic is distributed as (1/n + 1/m) * sum(lambda_i * chi2_1) over Sigma's eigenvalues;
+    its quantile is simulated once. Pass the eigenvalues of the embedding covariance: passing
+    per-dimension variances instead ignores correlation and under-estimates the tail.
     """
 
     def __init__(
-        self, mean: np.ndarray, cov: np.ndarray, *, alpha: float, n_sim: int = 20000, seed: int = 0
+        self,
+        mean: np.ndarray,
+        eigenvalues: np.ndarray,
+        *,
+        n_reference: int,
+        alpha: float,
+        n_sim: int = 20000,
+        seed: int = 0,
     ) -> None:
         self.mean = np.asarray(mean, dtype=np.float64)
-        eig = np.clip(np.linalg.eigvalsh(np.asarray(cov, dtype=np.float64)), 0.0, None)
+        lam = np.sort(np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None))[::-1]
         rng = np.random.default_rng(seed)
-        # Only the largest eigenvalues matter for the tail; keep cost bounded in high dimension.
-        top = np.sort(eig)[::-1][:256]
-        rest = float(eig.sum() - top.sum())  # the small ones contribute ~their mean
-        self._null_unit = (rng.chisquare(1, size=(n_sim, len(top))) @ top) + rest
+        # Only the largest eigenvalues shape the tail; the rest contribute about their mean.
+        top = lam[:256]
+        rest = float(lam[256:].sum())
+        self._null_unit = rng.chisquare(1, size=(n_sim, len(top))) @ top + rest
+        self.n_reference = n_reference
         self.alpha = alpha
 
     @property
@@ -212,7 +229,8 @@ class MeanShiftDetector:
         return float(diff @ diff)
 
     def threshold(self, n: int) -> float:
-        return float(np.quantile(self._null_unit, 1.0 - self.alpha) / n)
+        scale = 1.0 / n + 1.0 / self.n_reference
+        return float(np.quantile(self._null_unit, 1.0 - self.alpha) * scale)
 
     def test(self, x: np.ndarray) -> TestResult:
         stat = self.statistic(x)
