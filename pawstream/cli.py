@@ -137,5 +137,40 @@ def simulate(
     raise typer.Exit(run_simulate(load_settings(), plan))
 
 
+@app.command()
+def up(
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: settings services.workers).")
+    ] = None,
+) -> None:
+    """Run the local stack (broker, worker(s), API, monitor) until Ctrl-C; crashed services restart."""
+    from pawstream.services.up import run_up
+
+    raise typer.Exit(run_up(load_settings(), workers=workers))
+
+
+@app.command()
+def demo(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Folder of <label>/ photo folders (default: settings demo.data_dir)."),
+    ] = None,
+    sample: Annotated[
+        int | None, typer.Option(min=1, help="Photos to send, balanced (default: settings demo.sample).")
+    ] = None,
+    keep_running: Annotated[
+        bool, typer.Option(help="Leave the services up after the summary, until Ctrl-C.")
+    ] = False,
+    train: Annotated[
+        bool, typer.Option(help="Run `dvc repro` when no trained model exists (else fail).")
+    ] = True,
+) -> None:
+    """Start the stack, classify a sample of photos with feedback, show live results and accuracy."""
+    from pawstream.demo.main import run_demo
+
+    settings = load_settings()
+    raise typer.Exit(run_demo(settings, data=data, sample=sample, keep_running=keep_running, train=train))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

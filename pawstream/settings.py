@@ -174,6 +174,42 @@ class TrainingSettings(BaseModel):
     registered_model: str = "pawstream-classifier"
 
 
+class ServicesSettings(BaseModel):
+    """`pawstream up` and the demo: the supervisor of the local broker, workers, API and monitor."""
+
+    embedded_broker: bool = Field(
+        True, description="Start the local broker; false: use kafka.bootstrap_servers."
+    )
+    workers: int = Field(1, ge=1, description="Worker processes (useful up to topics.partitions).")
+    monitor: bool = Field(True, description="Also run `pawstream monitor` when that command exists.")
+    state_dir: Path = Field(
+        Path("var/stack"), description="Logs, result store and Faust data of one run; emptied at start."
+    )
+    port_fallback: bool = Field(
+        True, description="Use a free port when a configured one is taken; false: fail."
+    )
+    ready_timeout_s: float = Field(90.0, gt=0, description="Deadline for each service's readiness check.")
+    probe_timeout_s: float = Field(60.0, gt=0, description="Deadline for a probe image's prediction.")
+    stop_timeout_s: float = Field(15.0, gt=0, description="SIGTERM grace period before SIGKILL.")
+    max_restarts: int = Field(5, ge=0, description="Restarts of one service within restart_window_s.")
+    restart_window_s: float = Field(300.0, gt=0)
+
+
+class DemoSettings(BaseModel):
+    """`pawstream demo` / `make demo`: which photos it sends and how."""
+
+    data_dir: Path = Field(
+        Path("../shared/data/catsdogs"), description="Folder of <label>/ photo folders to sample from."
+    )
+    sample: int = Field(240, ge=1, description="Photos to send, balanced across labels.")
+    concurrency: int = Field(32, ge=1, description="Requests in flight (lets the worker fill batches).")
+    result_timeout_s: float = Field(120.0, gt=0, description="Longest the demo waits for one prediction.")
+    seed: int = 0
+    prefer_held_out: bool = Field(
+        True, description="Sample the training test split when data_dir is the folder training used."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PAWSTREAM_", env_nested_delimiter="__", extra="ignore", validate_default=True
@@ -188,6 +224,8 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     training: TrainingSettings = TrainingSettings()
+    services: ServicesSettings = ServicesSettings()
+    demo: DemoSettings = DemoSettings()
     log_level: str = "INFO"
     log_json: bool = True
 
