@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import faust
@@ -97,19 +98,42 @@ def create_monitor_app(settings: Settings) -> faust.App:
     )
 
 
+class Utf8Keys(MutableMapping[str, dict[str, Any]]):
+    """A str-keyed view of a bytes-keyed Faust table."""
+
+    def __init__(self, table: MutableMapping[bytes, dict[str, Any]]) -> None:
+        self.table = table
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        return self.table[key.encode()]
+
+    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
+        self.table[key.encode()] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key.encode()]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k.decode() for k in list(self.table))
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        # Faust tables' get() does not fall back to a default factory; keep that explicit here.
+        return self.table.get(key.encode(), default)
+
+
 def add_monitor(app: faust.App, settings: Settings, monitor: Monitor) -> None:
     t, m = settings.topics, settings.monitoring
     inputs = app.topic(t.predictions, t.feedback, partitions=t.output_partitions, **_RAW)
     out_topic = app.topic(t.monitoring, partitions=1, **_RAW)
+    # bytes keys use the raw codec, so a changelog record hashes to the same partition as the
+    # source records of its id (str keys would be JSON-quoted and land elsewhere).
     table = app.Table(
-        f"{m.app_id}-join",
-        partitions=t.output_partitions,
-        key_type=str,
-        key_serializer="raw",
-        value_serializer="json",
-        use_partitioner=True,
+        f"{m.app_id}-join", partitions=t.output_partitions, key_type=bytes, use_partitioner=True
     )
-    monitor.join.store = table
+    monitor.join.store = Utf8Keys(table)
 
     async def publish(events: list[MonitoringEvent]) -> None:
         for ev in events:

@@ -52,6 +52,7 @@ class Monitor:
         self.metrics = metrics or MonitorMetrics()
         self.metrics.accuracy_floor.set(settings.accuracy_floor)
         self.last_windows: dict[str, ClosedWindow] = {}
+        self.last_conclusive: dict[str, ClosedWindow] = {}  # last window with enough labels to judge
         self.last_drift: dict[tuple[str, str], DriftResult] = {}
         self.alerts: list[MonitoringEvent] = []  # recent alerts, newest last (for the summary)
 
@@ -130,6 +131,8 @@ class Monitor:
         for w in closed:
             self.last_windows[w.version] = w
             n = w.confusion.total
+            if n >= self.settings.accuracy_min_labels:
+                self.last_conclusive[w.version] = w
             self.metrics.window_accuracy.labels(w.version).set(w.accuracy)
             self.metrics.window_labels.labels(w.version).set(n)
             common: dict[str, Any] = {
@@ -221,11 +224,7 @@ class Monitor:
                 },
             }
         drifting = any(r.drift for r in self.last_drift.values())
-        low = any(
-            w.confusion.total >= self.settings.accuracy_min_labels
-            and w.accuracy < self.settings.accuracy_floor
-            for w in self.last_windows.values()
-        )
+        low = any(w.accuracy < self.settings.accuracy_floor for w in self.last_conclusive.values())
         return {
             "status": "alert" if drifting or low else "ok",
             "accuracy_floor": self.settings.accuracy_floor,
