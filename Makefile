@@ -41,5 +41,10 @@ bench: setup
 docs: setup
 	$(BIN)/python -m pawstream.config_doc
 
+# The training pipeline (dvc.yaml): stage commands run `python`, so the venv goes first on PATH.
+.PHONY: train
+train: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache
