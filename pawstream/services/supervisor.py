@@ -40,6 +40,7 @@ Check = Callable[[], str | None]
 """A readiness check: None when ready, else a short reason saying what is still missing."""
 
 POLL_S = 0.1
+SETTLE_S = 1.0  # a child without a readiness check counts as ready once it has run this long
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Child:
         self.restarts: deque[float] = deque()
         self.descendants: dict[int, psutil.Process] = {}
         self.dropped = False
+        self.spawned_at = 0.0
 
     @property
     def name(self) -> str:
@@ -133,6 +135,7 @@ class Child:
                 )
                 self.generation += 1
                 self.descendants = {}
+                self.spawned_at = time.monotonic()
         finally:
             if log != subprocess.DEVNULL:
                 os.close(log)
@@ -283,7 +286,8 @@ class Supervisor:
     @staticmethod
     def _check(c: Child) -> str | None:
         if c.spec.ready is None:
-            return None
+            up = time.monotonic() - c.spawned_at
+            return None if up >= SETTLE_S else f"running for {up:.1f}s"
         try:
             return c.spec.ready()
         except Exception as exc:  # a probe: any error means "not ready yet"

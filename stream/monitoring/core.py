@@ -51,6 +51,7 @@ class Monitor:
         self.drift = DriftMonitor(profile, settings) if profile is not None else None
         self.metrics = metrics or MonitorMetrics()
         self.metrics.accuracy_floor.set(settings.accuracy_floor)
+        self.metrics.accuracy_min_labels.set(settings.accuracy_min_labels)
         self.last_windows: dict[str, ClosedWindow] = {}
         self.last_conclusive: dict[str, ClosedWindow] = {}  # last window with enough labels to judge
         self.last_drift: dict[tuple[str, str], DriftResult] = {}

@@ -53,6 +53,9 @@ class MonitorMetrics:
         self.accuracy_floor = Gauge(
             "pawstream_monitor_accuracy_floor", "Windowed accuracy below this alerts.", registry=r
         )
+        self.accuracy_min_labels = Gauge(
+            "pawstream_monitor_accuracy_min_labels", "Labels a window needs before it can alert.", registry=r
+        )
         self.precision = Gauge(
             "pawstream_monitor_precision", "Cumulative precision per class.", [V, "class"], registry=r
         )

@@ -1,0 +1,65 @@
+"""`pawstream demo` end to end on a small sample: live results, then the summary and where to look."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pawstream.demo.sample import choose_sample
+from tests.conftest import jpeg_bytes
+from tests.demo.cli_process import CliProcess, stack_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def photo_folder(root: Path, per_label: int) -> Path:
+    for label in ("cat", "dog"):
+        (root / label).mkdir(parents=True)
+        for i in range(per_label):
+            (root / label / f"{i:03d}.jpg").write_bytes(jpeg_bytes(i + (1000 if label == "dog" else 0)))
+    (root / "bird").mkdir()  # not a model class: ignored
+    (root / "bird" / "x.jpg").write_bytes(jpeg_bytes(7))
+    return root
+
+
+def test_sample_is_balanced_and_interleaved(tmp_path: Path) -> None:
+    data = photo_folder(tmp_path / "photos", 15)
+    photos, note = choose_sample(data, 20, ["cat", "dog"], seed=1)
+    assert [p.label for p in photos] == ["cat", "dog"] * 10
+    assert len({p.path for p in photos}) == 20
+    assert "10 cat, 10 dog" in note
+
+
+@pytest.mark.integration
+def test_demo_runs_to_the_summary(tiny_artifact: Path, tmp_path: Path) -> None:
+    data = photo_folder(tmp_path / "photos", 10)
+    env = stack_env(tiny_artifact, tmp_path / "stack")
+    demo = CliProcess(["demo", "--data", str(data), "--sample", "20"], env, ROOT)
+    try:
+        code = demo.finish(120)
+    finally:
+        demo.kill_tree()
+    out = demo.output
+    assert code == 0, out
+    assert "pipeline ready" in out
+    assert "predictions    20 of 20 (20 labelled via feedback)" in out
+    accuracy = re.search(r"accuracy\s+(\d+\.\d)% \((\d+)/20, from the true labels\)", out)
+    assert accuracy, out
+    assert re.search(r"throughput\s+\d+\.\d images/s", out)
+    api = f"http://127.0.0.1:{env['PAWSTREAM_API__PORT']}"
+    for where in (f"{api}/docs", f"{api}/metrics", "mlflow ui --backend-store-uri sqlite:///mlflow.db"):
+        assert where in out
+    assert "all services stopped" in out
+
+
+def test_demo_without_a_model_and_no_training_says_so(tmp_path: Path) -> None:
+    data = photo_folder(tmp_path / "photos", 2)
+    env = stack_env(tmp_path / "no-model", tmp_path / "stack")
+    demo = CliProcess(["demo", "--data", str(data), "--no-train"], env, ROOT)
+    try:
+        assert demo.finish(60) == 2
+    finally:
+        demo.kill_tree()
+    assert "no model artifact at" in demo.output
