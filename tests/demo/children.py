@@ -38,7 +38,8 @@ def server_argv(tmp: Path, name: str, port: int, *, grandchild: bool = False) ->
     script = tmp / "server.py"
     if not script.exists():
         script.write_text(SERVER)
-    return [sys.executable, str(script), name, str(port), str(tmp / "stopped.txt"), "1" if grandchild else "0"]
+    stop_file = str(tmp / "stopped.txt")
+    return [sys.executable, str(script), name, str(port), stop_file, "1" if grandchild else "0"]
 
 
 def alive(pid: int) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -95,8 +96,6 @@ class CliProcess:
     def kill_tree(self) -> None:
         """Test clean-up only: whatever is still running."""
         for p in [*self.descendants(), psutil.Process(self.proc.pid)] if self.proc.poll() is None else []:
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.kill()
-            except psutil.Error:
-                pass
         self.proc.wait(10)

@@ -83,12 +83,12 @@ def test_a_crashed_child_is_restarted(tmp_path: Path) -> None:
         psutil.Process(first).send_signal(signal.SIGKILL)
         wait_until(lambda: any("is back" in n for n in notes), 15, "the worker to be restarted and ready")
         second = sup.child("worker").pid
-        assert second not in (None, first)
-        assert alive(second)  # type: ignore[arg-type]
+        assert second is not None and second != first
+        assert alive(second)
         assert spec.ready is not None and spec.ready() is None
         assert any("worker exited with code -9; restarting" in n for n in notes)
         assert sup.failure is None
-    assert not alive(second)  # type: ignore[arg-type]
+    assert not alive(second)
 
 
 def test_restarts_are_bounded(tmp_path: Path) -> None:
@@ -125,7 +125,8 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
             from pawstream.services.checks import tcp_check
             from pawstream.services.supervisor import ChildSpec, Supervisor
             argv = {server_argv(tmp_path, "api", port)!r}
-            sup = Supervisor([ChildSpec("api", argv, ready=functools.partial(tcp_check, "127.0.0.1", {port}))])
+            ready = functools.partial(tcp_check, "127.0.0.1", {port})
+            sup = Supervisor([ChildSpec("api", argv, ready=ready)])
             sup.start()
             print(sup.child("api").pid, flush=True)
             time.sleep(600)

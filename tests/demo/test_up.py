@@ -50,7 +50,8 @@ def test_up_restarts_a_killed_worker_and_ctrl_c_leaves_nothing(tiny_artifact: Pa
         # The replacement classifies: one image through the API.
         api = f"http://127.0.0.1:{env['PAWSTREAM_API__PORT']}"
         with httpx.Client(base_url=api, timeout=40, trust_env=False) as client:
-            r = client.post("/v1/images", params={"wait": 30}, files={"file": ("p.jpg", probe_image(), "image/jpeg")})
+            files = {"file": ("p.jpg", probe_image(), "image/jpeg")}
+            r = client.post("/v1/images", params={"wait": 30}, files=files)
             assert r.status_code == 200, r.text
             assert r.json()["status"] == "done"
         up.interrupt()
@@ -66,7 +67,11 @@ def test_ctrl_c_while_starting_leaves_nothing(tiny_artifact: Path, tmp_path: Pat
     seen: set[psutil.Process] = set()
     try:
         # As soon as the workers' tier is being started (the broker is up by then).
-        wait_until(lambda: seen.update(up.descendants()) or workers(up), 60, "a worker process")
+        def worker_started() -> bool:
+            seen.update(up.descendants())
+            return bool(workers(up))
+
+        wait_until(worker_started, 60, "a worker process")
         seen.update(up.descendants())
         up.interrupt()
         assert up.finish(60) in (0, 130), up.output
