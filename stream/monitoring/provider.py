@@ -1,0 +1,107 @@
+"""What `GET /v1/monitoring` serves: the monitor's current figures, read from its metrics endpoint.
+
+The monitor is its own process; its Prometheus endpoint already carries every figure (accuracy,
+coverage, drift statistics and thresholds, per model version), so the API reads that instead of
+a second interface. :class:`MonitorMetricsProvider` implements the API's ``MonitoringProvider``
+protocol (api/monitoring.py)::
+
+    create_app(settings, monitoring=MonitorMetricsProvider.from_settings(settings))
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from pawstream.settings import Settings
+
+_PER_VERSION = {
+    "pawstream_monitor_window_accuracy": "window_accuracy",
+    "pawstream_monitor_window_labels": "window_labels",
+    "pawstream_monitor_cumulative_accuracy": "cumulative_accuracy",
+    "pawstream_monitor_label_coverage": "label_coverage",
+    "pawstream_monitor_predictions_total": "predictions",
+    "pawstream_monitor_labelled_total": "labelled",
+    "pawstream_monitor_expired_predictions_total": "expired",
+}
+_DRIFT = {
+    "pawstream_monitor_drift_statistic": "statistic",
+    "pawstream_monitor_drift_threshold": "threshold",
+    "pawstream_monitor_drift_detected": "drift",
+}
+
+
+def _clean(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def summary_from_metrics(text: str) -> dict[str, Any]:
+    """The summary from a Prometheus text exposition of the monitor's registry."""
+    versions: dict[str, dict[str, Any]] = defaultdict(lambda: {"drift": {}})
+    floor, min_labels = math.nan, 1.0
+    lag: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            v = s.labels.get("model_version")
+            if s.name == "pawstream_monitor_accuracy_floor":
+                floor = s.value
+            elif s.name == "pawstream_monitor_accuracy_min_labels":
+                min_labels = s.value
+            elif s.name == "pawstream_consumer_lag":
+                lag[f"{s.labels.get('group')}/{s.labels.get('topic')}"] = s.value
+            elif v is not None and s.name in _PER_VERSION:
+                versions[v][_PER_VERSION[s.name]] = _clean(s.value)
+            elif v is not None and s.name in _DRIFT:
+                entry = versions[v]["drift"].setdefault(s.labels["metric"], {})
+                entry[_DRIFT[s.name]] = bool(s.value) if s.name.endswith("detected") else _clean(s.value)
+    alerts = []
+    for version, figures in versions.items():
+        acc, n = figures.get("window_accuracy"), figures.get("window_labels") or 0
+        if acc is not None and n >= min_labels and acc < floor:
+            alerts.append({"model_version": version, "metric": "accuracy", "value": acc, "threshold": floor})
+        for metric, d in figures["drift"].items():
+            if d.get("drift"):
+                alerts.append(
+                    {
+                        "model_version": version,
+                        "metric": metric,
+                        "value": d.get("statistic"),
+                        "threshold": d.get("threshold"),
+                    }
+                )
+    return {
+        "status": "alert" if alerts else ("ok" if versions else "no_data"),
+        "accuracy_floor": _clean(floor),
+        "versions": dict(versions),
+        "alerts": alerts,
+        "consumer_lag": lag,
+    }
+
+
+class MonitorMetricsProvider:
+    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+
+    @classmethod
+    def from_settings(cls, settings: Settings, host: str = "127.0.0.1") -> MonitorMetricsProvider:
+        """The monitor on ``host`` at its configured metrics port (compose: host="monitor")."""
+        return cls(f"http://{host}:{settings.monitoring.metrics_port}/metrics")
+
+    async def summary(self) -> dict[str, Any]:
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+                response = await client.get(self.url)
+                response.raise_for_status()
+        except httpx.HTTPError as exc:
+            return {
+                "status": "unavailable",
+                "message": f"the monitor's metrics at {self.url} could not be read: {type(exc).__name__}",
+                "versions": {},
+                "alerts": [],
+            }
+        return summary_from_metrics(response.text)
