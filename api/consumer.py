@@ -96,11 +96,14 @@ class ResultConsumer:
             **consumer_kwargs(self.settings.kafka),
             group_id=None,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",  # a stored offset past a recreated topic's end restarts it
+            auto_offset_reset="earliest",
+            # Short fetch long-polls: the /readyz metadata probe shares the connection and waits
+            # behind an in-flight fetch. Results still arrive as soon as they exist.
+            fetch_max_wait_ms=100,
             client_id="pawstream-api-results",
         )
-        await consumer.start()
         try:
+            await consumer.start()
             partitions = self._partitions(consumer)
             consumer.assign(partitions)
             stored = await self.store.load_offsets(self.topics)
@@ -112,11 +115,10 @@ class ResultConsumer:
                     # Past the end: the topic was recreated (a memory-storage broker restarted).
                     logger.warning("stored offset is past the end; rereading", extra={"tp": str(tp)})
                     off = None
-                if off is None:
-                    await consumer.seek_to_beginning(tp)
-                else:
-                    consumer.seek(tp, off)
+                # Offset 0 for a new partition: local, unlike seek_to_beginning (~0.5 s per call on
+                # Tansu); if the log starts later, auto_offset_reset="earliest" moves it there.
                 self._next[tp] = off or 0
+                consumer.seek(tp, self._next[tp])
             self._consumer = consumer
             self.last_error = None
             logger.info(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi import Depends, Header, Request
 
 from api.consumer import ResultConsumer
 from api.errors import ApiError
@@ -69,12 +68,15 @@ MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 LabelsDep = Annotated[ModelLabels, Depends(get_labels)]
 MonitoringDep = Annotated[MonitoringProvider, Depends(get_monitoring)]
 
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Needed when api_key is set.")
+# A plain optional header, not an OpenAPI security scheme: the key is only required when the
+# server has one configured, and the schema should say exactly that.
+ApiKeyHeader = Annotated[
+    str | None,
+    Header(alias="X-API-Key", description="Required when the server is configured with api.api_key."),
+]
 
 
-def require_api_key(
-    settings: SettingsDep, key: Annotated[str | None, Security(_api_key_header)] = None
-) -> None:
+def require_api_key(settings: SettingsDep, key: ApiKeyHeader = None) -> None:
     expected = settings.api.api_key
     if expected is None:
         return
