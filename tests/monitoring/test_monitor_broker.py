@@ -82,29 +82,37 @@ def monitor_settings(settings: Settings, tmp_path: Path) -> Settings:
     return settings.model_copy(update={"monitoring": mon})
 
 
+def _start_monitor(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAWSTREAM_")}
+    env.update(to_env(settings))
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "pawstream.cli", "monitor"],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int | None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
+
+
 @pytest.fixture
 def monitor_process(monitor_settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAWSTREAM_")}
-    env.update(to_env(monitor_settings))
-    log = open(tmp_path / "monitor.log", "ab")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pawstream.cli", "monitor"],
-        env=env,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
+    proc = _start_monitor(monitor_settings, tmp_path / "monitor.log")
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        log.close()
+        _stop(proc)
 
 
 async def _send(settings: Settings, records: list[tuple[str, bytes, bytes]]) -> None:
@@ -271,3 +279,60 @@ async def test_windowed_accuracy_exact_duplicates_ignored_and_drift_alert_on_top
     assert m["pawstream_monitor_label_coverage" + v1] == pytest.approx(301 / 401)
     lag_key = json.dumps({"group": s.monitoring.app_id, "topic": s.topics.predictions}, sort_keys=True)
     assert "pawstream_consumer_lag" + lag_key in m
+
+
+async def test_join_state_survives_a_monitor_restart(monitor_settings: Settings, tmp_path: Path) -> None:
+    """Pending predictions and match tombstones live in the changelogged table: after a restart,
+    late labels still join, and redelivered events are still duplicates."""
+    s = monitor_settings.model_copy(
+        update={"monitoring": monitor_settings.monitoring.model_copy(update={"reference_path": None})}
+    )
+    await ensure_topics(s)
+    log = tmp_path / "monitor.log"
+    t0 = math.floor(time.time() / W) * W - W
+    preds = [synth.prediction(f"r-{i:03d}", "cat", t0 + i * 0.1) for i in range(60)]
+    first = _start_monitor(s, log)
+    try:
+        # 20 pairs complete before the restart; 40 predictions wait for labels.
+        await _send(
+            s,
+            [_pred(p, s) for p in preds] + [_fb(synth.feedback(p.id, "cat", t0 + 1), s) for p in preds[:20]],
+        )
+        await _wait_committed(s, 90, first, log)
+    finally:
+        assert _stop(first) == 0, log.read_text()[-3000:]
+    second = _start_monitor(s, log)
+    try:
+        async with TopicReader(s, s.topics.monitoring) as monitoring:
+            late = [
+                _fb(synth.feedback(p.id, "dog" if i % 4 == 0 else "cat", t0 + 2), s)
+                for i, p in enumerate(preds[20:])
+            ]
+            redelivered = [_pred(p, s) for p in preds[:30]] + [
+                _fb(synth.feedback(p.id, "dog", t0 + 1), s) for p in preds[:20]
+            ]
+            await _send(s, late + redelivered)
+            await _wait_committed(s, 90, second, log)
+            t_close = t0 + W + GRACE + 1
+            await _send(
+                s,
+                [
+                    _pred(synth.prediction("closer", "cat", t_close), s),
+                    _fb(synth.feedback("closer", "cat", t_close), s),
+                ],
+            )
+            await monitoring.wait_until(
+                lambda rs: any(r.get("metric") == "accuracy" for r in rs), 30, "an accuracy window"
+            )
+        window = next(
+            MonitoringEvent.model_validate(r) for r in monitoring.records if r.get("metric") == "accuracy"
+        )
+        # Only the 40 labels that arrived after the restart fall in this process's window (the 20
+        # earlier pairs were counted by the first process); 10 of them are wrong.
+        assert (window.window_events, window.value) == (40, 0.75)
+        m = _scrape(s.monitoring.metrics_port)
+        assert m['pawstream_monitor_duplicates_total{"kind": "prediction"}'] == 30
+        assert m['pawstream_monitor_duplicates_total{"kind": "feedback"}'] == 20
+        assert m['pawstream_monitor_labelled_total{"model_version": "v1"}'] == 41  # 40 late labels + closer
+    finally:
+        _stop(second)
