@@ -18,7 +18,8 @@ from api.labels import ModelLabels, ModelUnavailable
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.monitoring import MonitoringProvider, PlaceholderMonitoring
 from api.publisher import BrokerUnavailable, Publisher
-from api.routes import feedback, health, images, monitoring, predictions
+from api.routes import feedback, health, images, predictions
+from api.routes import monitoring as monitoring_routes
 from api.state import ApiState
 from api.store import StoreUnavailable, make_store
 from api.waiters import Waiters
@@ -37,7 +38,8 @@ this service materializes that topic into a result store that lookups read. Erro
 """
 
 
-def create_app(settings: Settings, *, monitoring_provider: MonitoringProvider | None = None) -> FastAPI:
+def create_app(settings: Settings, *, monitoring: MonitoringProvider | None = None) -> FastAPI:
+    """One API instance; ``monitoring`` serves GET /v1/monitoring (default: a placeholder)."""
     metrics = ApiMetrics()
     store = make_store(settings.api)
     waiters = Waiters(settings.api.max_waiters)
@@ -50,7 +52,7 @@ def create_app(settings: Settings, *, monitoring_provider: MonitoringProvider | 
         waiters=waiters,
         metrics=metrics,
         labels=ModelLabels(settings.model.artifact_path),
-        monitoring=monitoring_provider or PlaceholderMonitoring(),
+        monitoring=monitoring or PlaceholderMonitoring(),
         references=ReferencePolicy(settings.refs),
     )
 
@@ -85,6 +87,6 @@ def create_app(settings: Settings, *, monitoring_provider: MonitoringProvider | 
         return error_response(503, "model_unavailable", str(exc), retry_after)
 
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (images, predictions, feedback, monitoring, health):
+    for module in (images, predictions, feedback, monitoring_routes, health):
         app.include_router(module.router)
     return app

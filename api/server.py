@@ -5,12 +5,22 @@ from __future__ import annotations
 import uvicorn
 
 from api.app import create_app
+from api.monitoring import MonitoringProvider
 from pawstream.settings import Settings
+
+
+def monitoring_provider(settings: Settings) -> MonitoringProvider:
+    """The monitor's figures, read from its metrics endpoint (reports "unavailable" if it is down)."""
+    from stream.monitoring.provider import MonitorMetricsProvider
+
+    if settings.api.monitoring_url:
+        return MonitorMetricsProvider(settings.api.monitoring_url)
+    return MonitorMetricsProvider.from_settings(settings)
 
 
 def run_api(settings: Settings, host: str | None = None, port: int | None = None) -> int:
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, monitoring=monitoring_provider(settings)),
         host=host or settings.api.host,
         port=port or settings.api.port,
         lifespan="on",

@@ -134,6 +134,11 @@ class ApiSettings(BaseModel):
     json_max_bytes: int = Field(16 * 1024, gt=0, description="Largest JSON request body.")
     probe_timeout_s: float = Field(2.0, gt=0, description="Deadline of each /readyz dependency check.")
     max_waiters: int = Field(10_000, ge=0, description="Concurrent ?wait requests; beyond it they get 202.")
+    monitoring_url: str | None = Field(
+        None,
+        description="The monitor's metrics URL that GET /v1/monitoring summarizes; "
+        "default: 127.0.0.1 at monitoring.metrics_port.",
+    )
 
 
 class MonitoringSettings(BaseModel):

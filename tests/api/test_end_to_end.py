@@ -94,6 +94,9 @@ def test_upload_a_photo_and_wait_for_its_prediction(api_settings: Settings, tmp_
             metrics = httpx.get(f"{base}/metrics", timeout=5).text
             series = 'pawstream_api_requests_total{method="POST",route="/v1/images",status="200"}'
             assert f"{series} 2.0" in metrics
+            # `pawstream api` plugs in the monitor's summary; no monitor runs here, and it says so.
+            monitoring = httpx.get(f"{base}/v1/monitoring", timeout=5)
+            assert monitoring.status_code == 200 and monitoring.json()["status"] == "unavailable"
 
         # The worker keeps running; the API restarts and still answers from its SQLite store.
         with api_process(settings, tmp_path / "api-2.log") as base:

@@ -223,5 +223,3 @@ async def test_unknown_routes_and_methods_are_json(api_settings: Settings) -> No
         assert r.status_code == 404 and error_code(r) == "not_found"
         r = await api.client.delete("/v1/images")
         assert r.status_code == 405 and error_code(r) == "method_not_allowed"
-        r = await api.client.get("/v1/monitoring")
-        assert r.status_code == 200 and r.json()["status"] == "not_available"
