@@ -61,7 +61,14 @@ def try_load_profile(settings: Settings) -> ReferenceProfile | None:
     if not path.is_file():
         logger.warning("no reference profile: drift detection is off", extra={"path": str(path)})
         return None
-    profile = load_profile(path)
+    try:
+        profile = load_profile(path)
+    except (OSError, KeyError, ValueError) as exc:  # accuracy monitoring still works without it
+        logger.error(
+            "unreadable reference profile: drift detection is off",
+            extra={"path": str(path), "error": str(exc)},
+        )
+        return None
     logger.info(
         "reference profile loaded",
         extra={"path": str(path), "labels": profile.labels, "version": profile.model_version, "n": profile.n},

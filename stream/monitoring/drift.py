@@ -26,6 +26,7 @@ from stream.monitoring.profile import ReferenceProfile
 logger = logging.getLogger(__name__)
 
 METRICS = ("class_mix_psi", "confidence_ks", "embedding_mmd")
+MIN_REFERENCE_CONFIDENCES = 20  # below this the KS test is skipped (a toy reference)
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,10 @@ class DriftMonitor:
                 {"chi2": round(chi2, 4), "chi2_p": chi_p},
             )
         ]
-        ks = stats.ks_test(self.profile.confidence, np.asarray(w.confidence), self.settings.ks_alpha)
-        out.append(result("confidence_ks", ks, {"p_value": ks.p_value if ks.p_value is not None else -1.0}))
+        if len(self.profile.confidence) >= MIN_REFERENCE_CONFIDENCES:
+            ks = stats.ks_test(self.profile.confidence, np.asarray(w.confidence), self.settings.ks_alpha)
+            p_value = ks.p_value if ks.p_value is not None else -1.0
+            out.append(result("confidence_ks", ks, {"p_value": p_value}))
         if self.embedding is not None and len(w.embeddings) >= max(10, n // 2):
             t0 = time.perf_counter()
             res = self.embedding.test(np.stack(w.embeddings))

@@ -29,8 +29,8 @@ class ReferenceProfile:
     def __post_init__(self) -> None:
         if len(self.class_mix) != len(self.labels):
             raise ValueError("class_mix must have one entry per label")
-        if len(self.confidence) < 10:
-            raise ValueError("the confidence sample needs at least 10 values")
+        if len(self.confidence) == 0:
+            raise ValueError("the confidence sample is empty")
 
 
 def load_profile(path: Path, model_version: str | None = None) -> ReferenceProfile:
