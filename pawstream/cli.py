@@ -172,5 +172,38 @@ def demo(
     raise typer.Exit(run_demo(settings, data=data, sample=sample, keep_running=keep_running, train=train))
 
 
+@app.command()
+def bench(
+    quick: Annotated[
+        bool, typer.Option(help="Smoke-test sizes (under a minute); numbers not meaningful.")
+    ] = False,
+    images: Annotated[
+        int | None, typer.Option(min=1, help="Photos in the pipeline's max-throughput run (default 600).")
+    ] = None,
+    artifact: Annotated[
+        Path | None, typer.Option(help="Model artifact (default: settings model.artifact_path).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Results folder (JSON, PNG, Markdown).")] = Path("bench/results"),
+    photos: Annotated[Path, typer.Option(help="Folder of photos (generated images when absent).")] = Path(
+        "../shared/data/catsdogs"
+    ),
+    runtimes: Annotated[
+        str, typer.Option(help="Comma-separated runtimes to compare with fp32: bf16,onnx,int8.")
+    ] = "bf16,onnx,int8",
+) -> None:
+    """Benchmark model-only, pipeline and a per-request HTTP baseline in one run; write JSON + plot."""
+    from bench.run import BenchOptions, run_bench
+
+    options = BenchOptions(
+        quick=quick,
+        images=images,
+        artifact=artifact,
+        out=out,
+        photos=photos,
+        runtimes=("fp32", *[r.strip() for r in runtimes.split(",") if r.strip()]),
+    )
+    run_bench(load_settings(), options)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

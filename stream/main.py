@@ -16,6 +16,7 @@ from pawstream.references import ReferenceFetcher
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
 from pawstream.vision.predictor import Predictor
+from stream import fetch_wait
 from stream.app import add_broker_watchdog, add_classify_agent, create_app
 from stream.metrics import WorkerMetrics
 from stream.pipeline import BatchProcessor
@@ -31,10 +32,18 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
     """Everything the worker needs, built from settings in dependency order."""
     # Tansu's ListOffsets(LATEST) under-reports; Faust's table recovery reads it (see offsets.py).
     offsets.install()
+    # Faust long-polls 1.5 s and Tansu does not answer early when data arrives (see fetch_wait.py).
+    fetch_wait.install(settings.worker.fetch_max_wait_s)
     loop.run_until_complete(ensure_topics(settings))
     w = settings.worker
     predictor = Predictor.from_artifact(
-        settings.model.artifact_path, threads=w.torch_threads, max_pixels=settings.refs.max_image_pixels
+        settings.model.artifact_path,
+        threads=w.torch_threads,
+        max_pixels=settings.refs.max_image_pixels,
+        runtime=w.runtime,
+        cache_dir=w.runtime_cache_dir,
+        calibration_dir=w.calibration_dir,
+        calibration_images=w.calibration_images,
     )
     metrics = WorkerMetrics()
     metrics.set_model(predictor.model_info)

@@ -13,6 +13,14 @@ import torch
 from pawstream.schemas import DeadLetterReason, EventError, ModelInfo
 from pawstream.vision.artifact import ArtifactMeta, read_meta
 from pawstream.vision.models import Classifier, load_model
+from pawstream.vision.runtime import (
+    EagerRunner,
+    Runner,
+    artifact_digest,
+    build_runner,
+    calibration_batches,
+    image_files,
+)
 from pawstream.vision.transforms import create_transform, image_to_tensor
 
 logger = logging.getLogger(__name__)
@@ -33,27 +41,72 @@ class Predictor:
     """
 
     def __init__(
-        self, model: Classifier, meta: ArtifactMeta, *, threads: int, max_pixels: int, runtime: str = "fp32"
+        self,
+        model: Classifier,
+        meta: ArtifactMeta,
+        *,
+        threads: int,
+        max_pixels: int,
+        runner: Runner | None = None,
     ) -> None:
         torch.set_num_threads(threads)
         self.meta = meta
         self.labels = list(meta.labels)
         self.max_pixels = max_pixels
-        self.runtime = runtime
-        # channels_last lets oneDNN pick its fastest convolution kernels on x86.
-        self.model = model.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.model = model.eval()
         self.transform = create_transform(meta.input, is_training=False)
+        self.use_runner(runner or EagerRunner(model))
+
+    def use_runner(self, runner: Runner) -> None:
+        """Switch the inference path; every prediction's ModelInfo.runtime names it."""
+        self.runner = runner
+        self.runtime = runner.name
+        meta = self.meta
         self.model_info = ModelInfo(
-            name=meta.name, version=meta.version, arch=meta.arch, run_id=meta.run_id, runtime=runtime
+            name=meta.name, version=meta.version, arch=meta.arch, run_id=meta.run_id, runtime=runner.name
         )
 
     @classmethod
-    def from_artifact(cls, path: Path, *, threads: int, max_pixels: int, warmup: bool = True) -> Predictor:
+    def from_artifact(
+        cls,
+        path: Path,
+        *,
+        threads: int,
+        max_pixels: int,
+        warmup: bool = True,
+        runtime: str = "fp32",
+        cache_dir: Path | None = None,
+        calibration_dir: Path | None = None,
+        calibration_images: int = 64,
+    ) -> Predictor:
+        """Load an artifact; ``runtime`` other than fp32 builds (or reuses) its model in ``cache_dir``."""
         meta = read_meta(path)
         predictor = cls(load_model(path, meta), meta, threads=threads, max_pixels=max_pixels)
+        if runtime != "fp32":
+            calibration = None
+            if calibration_dir is not None:
+                files = image_files(calibration_dir)
+                calibration = calibration_batches(files, predictor.preprocess, limit=calibration_images)
+            predictor.use_runner(
+                build_runner(
+                    predictor.model,
+                    meta,
+                    runtime,
+                    threads=threads,
+                    cache_dir=cache_dir,
+                    digest=artifact_digest(path),
+                    calibration=calibration,
+                )
+            )
         logger.info(
             "model loaded",
-            extra={"artifact": str(path), "arch": meta.arch, "labels": meta.labels, "version": meta.version},
+            extra={
+                "artifact": str(path),
+                "arch": meta.arch,
+                "labels": meta.labels,
+                "version": meta.version,
+                "runtime": runtime,
+            },
         )
         if warmup:
             # The first call pays for oneDNN kernel selection; do it before the first real batch.
@@ -67,11 +120,8 @@ class Predictor:
     def predict(self, batch: torch.Tensor) -> BatchOutput:
         """Classify a (N, 3, H, W) batch of preprocessed tensors."""
         try:
-            with torch.inference_mode():
-                x = batch.contiguous(memory_format=torch.channels_last)
-                emb = self.model.embed(x)
-                logits = self.model.head(emb) / self.meta.temperature
-                probs = torch.softmax(logits.float(), dim=1)
+            emb, logits = self.runner(batch)
+            probs = torch.softmax(logits / self.meta.temperature, dim=1)
         except RuntimeError as exc:
             raise EventError(DeadLetterReason.INFERENCE, f"inference failed: {exc}") from exc
         return BatchOutput(probs=probs.numpy(), embeddings=emb.float().numpy())
