@@ -30,8 +30,8 @@ async def ensure_topics(settings: Settings, names: list[str] | None = None) -> N
     plan = topic_plan(settings)
     wanted = {n: plan[n] for n in (names or list(plan))}
     admin = AIOKafkaAdminClient(**aiokafka_common(settings.kafka))
-    await admin.start()
     try:
+        await admin.start()  # inside try: a failed or cancelled start must still close the client
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(name, num_partitions=parts, replication_factor=settings.topics.replication_factor)
