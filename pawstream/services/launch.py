@@ -5,7 +5,8 @@ It prepares the process, then execs COMMAND in place (same pid):
 * It asks Linux to SIGTERM it when the supervisor dies (``PR_SET_PDEATHSIG``), so even a
   SIGKILLed supervisor leaves no service behind. The setting survives ``exec``.
 * It clears the signal mask: the supervisor blocks SIGINT/SIGTERM while it spawns (so a Ctrl-C
-  cannot land between fork and bookkeeping), and a blocked mask would be inherited.
+  cannot land between fork and bookkeeping), and a blocked mask would be inherited. It also
+  resets SIGINT/SIGTERM to their defaults, in case the supervisor was started ignoring them.
 
 Only the standard library is imported, to keep the extra start-up a few milliseconds.
 """
@@ -35,6 +36,10 @@ def main(argv: list[str]) -> None:
         sys.exit("usage: python -m pawstream.services.launch PARENT_PID -- COMMAND [ARGS...]")
     _die_with_parent(int(argv[0]))
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    # An ignored signal stays ignored across exec (a supervisor started with `nohup` or `&`):
+    # services must still stop on the supervisor's SIGTERM.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
     command = argv[2:]
     os.execvp(command[0], command)
 

@@ -24,6 +24,7 @@ from pawstream.services.supervisor import ChildSpec, StartupError, Supervisor, l
 from pawstream.settings import Settings, to_env
 
 LOCK_FILE = ".lock"
+API_STOP_GRACE_S = 5.0
 
 
 class StackBusy(RuntimeError):
@@ -156,6 +157,9 @@ def plan_stack(settings: Settings, *, workers: int | None = None, monitor: bool 
             [*cli, "api"],
             env_for(effective),
             ready=lambda: http_check(f"{api_url}/readyz"),
+            # uvicorn's graceful shutdown waits for every open request, ?wait ones included (up to
+            # api.wait_max_s), even when their clients are gone: don't hold Ctrl-C up for them.
+            stop_timeout_s=min(API_STOP_GRACE_S, sv.stop_timeout_s),
             tier=1,
             log_path=log_dir / "api.log",
         )

@@ -50,6 +50,7 @@ class ChildSpec:
     env: dict[str, str] | None = None
     ready: Check | None = None
     ready_timeout_s: float | None = None
+    stop_timeout_s: float | None = None  # SIGTERM grace before SIGKILL; default: the supervisor's
     tier: int = 0  # lower tiers start first and stop last
     restart: bool = True
     optional: bool = False  # failing to start or running out of restarts drops it, not the stack
@@ -373,10 +374,12 @@ class Supervisor:
             if c.poll() is None:
                 logger.info("stopping", extra={"service": c.name, "pid": c.pid})
                 c.signal_group(signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout_s
+        signalled = time.monotonic()
+        deadline = signalled + self.stop_timeout_s
         for c in live:
             assert c.proc is not None
-            while c.poll() is None and not self._hurry and time.monotonic() < deadline:
+            own = signalled + (c.spec.stop_timeout_s or self.stop_timeout_s)
+            while c.poll() is None and not self._hurry and time.monotonic() < own:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     c.proc.wait(POLL_S)
             if c.poll() is None:

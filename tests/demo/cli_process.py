@@ -16,6 +16,13 @@ import psutil
 
 from pawstream.broker import free_port
 
+# Runs `python -m pawstream.cli ARGS` in place with SIGINT at its default: a test run started in
+# the background (`pytest &`) ignores SIGINT, and children would inherit that.
+_WITH_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'pawstream.cli', *sys.argv[1:]])"
+)
+
 
 def stack_env(artifact: Path, state_dir: Path, **extra: str) -> dict[str, str]:
     """Free ports for everything (other stacks may hold the defaults), no monitor, short sessions."""
@@ -43,7 +50,7 @@ class CliProcess:
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pawstream.cli", *args],
+            [sys.executable, "-c", _WITH_SIGINT, *args],
             env=env,
             cwd=cwd,
             stdout=subprocess.PIPE,

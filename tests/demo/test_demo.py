@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
 
 from pawstream.demo.sample import choose_sample
 from tests.conftest import jpeg_bytes
+from tests.demo.children import running
 from tests.demo.cli_process import CliProcess, stack_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,12 +36,19 @@ def test_sample_is_balanced_and_interleaved(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_demo_runs_to_the_summary(tiny_artifact: Path, tmp_path: Path) -> None:
+def test_demo_runs_to_the_summary_and_keeps_running_until_ctrl_c(tiny_artifact: Path, tmp_path: Path) -> None:
     data = photo_folder(tmp_path / "photos", 10)
     env = stack_env(tiny_artifact, tmp_path / "stack")
-    demo = CliProcess(["demo", "--data", str(data), "--sample", "20"], env, ROOT)
+    demo = CliProcess(["demo", "--data", str(data), "--sample", "20", "--keep-running"], env, ROOT)
+    api = f"http://127.0.0.1:{env['PAWSTREAM_API__PORT']}"
+    seen: set[psutil.Process] = set()
     try:
-        code = demo.finish(120)
+        demo.wait_for("services keep running", 120)
+        seen.update(demo.descendants())
+        with httpx.Client(trust_env=False) as client:
+            assert client.get(f"{api}/readyz").status_code == 200  # still up after the summary
+        demo.interrupt()
+        code = demo.finish(60)
     finally:
         demo.kill_tree()
     out = demo.output
@@ -48,10 +58,27 @@ def test_demo_runs_to_the_summary(tiny_artifact: Path, tmp_path: Path) -> None:
     accuracy = re.search(r"accuracy\s+(\d+\.\d)% \((\d+)/20, from the true labels\)", out)
     assert accuracy, out
     assert re.search(r"throughput\s+\d+\.\d images/s", out)
-    api = f"http://127.0.0.1:{env['PAWSTREAM_API__PORT']}"
     for where in (f"{api}/docs", f"{api}/metrics", "mlflow ui --backend-store-uri sqlite:///mlflow.db"):
         assert where in out
     assert "all services stopped" in out
+    assert [p.pid for p in seen if running(p)] == []
+
+
+@pytest.mark.integration
+def test_ctrl_c_in_the_middle_of_the_demo_leaves_nothing(tiny_artifact: Path, tmp_path: Path) -> None:
+    data = photo_folder(tmp_path / "photos", 100)
+    demo = CliProcess(["demo", "--data", str(data)], stack_env(tiny_artifact, tmp_path / "stack"), ROOT)
+    seen: set[psutil.Process] = set()
+    try:
+        demo.wait_for("pipeline ready", 90)  # the photos start flowing right after this line
+        seen.update(demo.descendants())
+        demo.interrupt()
+        assert demo.finish(60) == 130, demo.output
+    finally:
+        demo.kill_tree()
+    assert len(seen) >= 4  # broker, tansu, worker, api
+    assert [p.pid for p in seen if running(p)] == []
+    assert "all services stopped" in demo.output
 
 
 def test_demo_without_a_model_and_no_training_says_so(tmp_path: Path) -> None:

@@ -77,8 +77,8 @@ def test_ctrl_c_while_starting_leaves_nothing(tiny_artifact: Path, tmp_path: Pat
         assert up.finish(60) in (0, 130), up.output
     finally:
         up.kill_tree()
-    assert len(seen) >= 3
-    assert [p.pid for p in seen if running(p)] == []
+    assert len(seen) >= 3, (seen, up.output)
+    assert [p.pid for p in seen if running(p)] == [], up.output
 
 
 def test_up_without_a_model_says_what_to_do(tmp_path: Path) -> None:
