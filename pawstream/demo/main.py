@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from rich.live import Live
 
 from pawstream.demo.artifact import TrainingFailed, ensure_artifact
 from pawstream.demo.client import DemoClient, Tally, run_sample
-from pawstream.demo.report import live_view, monitoring_view, summary_table, totals_line
+from pawstream.demo.report import live_view, monitor_labelled, monitoring_view, summary_table, totals_line
 from pawstream.demo.sample import Photo, SampleError, choose_sample
 from pawstream.services.checks import PortInUse
 from pawstream.services.stack import Stack, StackBusy, api_headers, plan_stack, start_stack, state_dir
@@ -32,6 +33,8 @@ from pawstream.services.up import endpoints_table, log_to_file, sigterm_as_inter
 from pawstream.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+MONITOR_CATCH_UP_S = 15.0
 
 
 class StackFailed(RuntimeError):
@@ -52,6 +55,20 @@ async def _fetch_monitoring(http: httpx.AsyncClient) -> dict[str, Any] | None:
     except (httpx.HTTPError, ValueError):
         return None
     return body if response.status_code == 200 and isinstance(body, dict) else None
+
+
+async def monitoring_after(http: httpx.AsyncClient, labelled: int, timeout_s: float) -> dict[str, Any] | None:
+    """GET /v1/monitoring once the monitor has joined ``labelled`` feedback events (it runs a
+    moment behind), or whatever it says at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        summary = await _fetch_monitoring(http)
+        status = (summary or {}).get("status")
+        if status in ("not_available", "unavailable", None) or monitor_labelled(summary) >= labelled:
+            return summary
+        if time.monotonic() >= deadline:
+            return summary
+        await asyncio.sleep(0.5)  # polling interval towards a deadline, not a wait for a condition
 
 
 async def send_photos(
@@ -81,7 +98,7 @@ async def send_photos(
             # Not a terminal (CI, a pipe): running totals every few seconds, the table once at the end.
             await _watch(task, supervisor, every_s=5.0, tick=lambda: console.print(totals_line(tally)))
             console.print(live_view(tally))
-        return tally, await _fetch_monitoring(http)
+        return tally, await monitoring_after(http, tally.feedback_sent, MONITOR_CATCH_UP_S)
 
 
 async def _watch(

@@ -106,25 +106,49 @@ def summary_table(tally: Tally, *, note: str, startup_s: float, train_s: float) 
 
 
 def monitoring_view(summary: dict[str, Any] | None) -> RenderableType:
-    """GET /v1/monitoring as a small table: its scalar fields, and the size of its lists."""
+    """GET /v1/monitoring: the monitor's own accuracy (from the feedback it joined) per model
+    version, its drift checks and alerts; other fields in brief."""
     if summary is None:
         return Text("monitoring: the API's /v1/monitoring did not answer", style="dim")
     status = summary.get("status")
-    if status == "not_available":
-        return Text(f"monitoring: {summary.get('message') or 'not available'}", style="dim")
+    if status in ("not_available", "unavailable"):
+        return Text(f"monitoring: {summary.get('message') or status}", style="dim")
     table = Table(title="monitoring (GET /v1/monitoring)", title_justify="left", show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column()
+    table.add_row("status", str(status))
+    versions = summary.get("versions")
+    for version, figures in (versions or {}).items() if isinstance(versions, dict) else []:
+        if not isinstance(figures, dict):
+            continue
+        acc = figures.get("cumulative_accuracy")
+        table.add_row(
+            f"model {version}",
+            f"accuracy {_pct(acc)} over {figures.get('labelled', 0):.0f} labelled of "
+            f"{figures.get('predictions', 0):.0f} predictions (joined by the monitor)",
+        )
+        drift = figures.get("drift") or {}
+        if isinstance(drift, dict) and drift:
+            flags = ", ".join(
+                f"{metric} {'DRIFT' if d.get('drift') else 'ok'}"
+                for metric, d in drift.items()
+                if isinstance(d, dict)
+            )
+            table.add_row("  drift", flags)
+    alerts = summary.get("alerts") or []
+    table.add_row("alerts", "none" if not alerts else "; ".join(_brief(a) for a in alerts))
     for key, value in summary.items():
-        if isinstance(value, float):
-            table.add_row(key, f"{value:.4g}")
-        elif isinstance(value, str | int | bool) or value is None:
-            table.add_row(key, str(value))
-        elif isinstance(value, list):
-            table.add_row(key, f"{len(value)} entries" + (f"; latest: {_brief(value[-1])}" if value else ""))
-        elif isinstance(value, dict):
-            table.add_row(key, _brief(value))
+        if key not in ("status", "versions", "alerts") and isinstance(value, str | int | float | bool):
+            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     return table
+
+
+def monitor_labelled(summary: dict[str, Any] | None) -> int:
+    """Labelled predictions the monitor has joined so far, over all model versions."""
+    versions = (summary or {}).get("versions")
+    if not isinstance(versions, dict):
+        return 0
+    return int(sum(f.get("labelled") or 0 for f in versions.values() if isinstance(f, dict)))
 
 
 def _brief(value: Any) -> str:
