@@ -162,6 +162,10 @@ def add_monitor(app: faust.App, settings: Settings, monitor: Monitor) -> None:
                     extra={"topic": msg.topic, "offset": msg.offset, "error": str(exc)[:300]},
                 )
                 continue
+            except Exception:  # a monitoring bug must not stop the stream (nor the figures of the rest)
+                monitor.metrics.invalid.labels(msg.topic).inc()
+                logger.exception("could not process record", extra={"topic": msg.topic, "offset": msg.offset})
+                continue
             await publish(out)
 
     app.agent(inputs, name=f"{m.app_id}.join")(consume)

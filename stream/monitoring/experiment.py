@@ -200,11 +200,14 @@ def demo_artifact(data: Path, out: Path, n: int, seed: int) -> Path:
 
     photos = labelled_photos(data)
     labels = sorted({label for _, label in photos})
-    order = np.random.default_rng(seed).permutation(len(photos))[:n]
+    order = np.random.default_rng(seed).permutation(len(photos))[: 2 * n]
     chosen = [photos[int(i)] for i in order]
-    emb = _embed([p.read_bytes() for p, _ in chosen])
-    y = np.array([labels.index(label) for _, label in chosen])
-    head = LogisticRegression(max_iter=2000, C=0.5).fit(emb, y)
+    all_emb = _embed([p.read_bytes() for p, _ in chosen])
+    all_y = np.array([labels.index(label) for _, label in chosen])
+    # The head is fitted on the first n photos; the profile describes the other n, which it has
+    # not seen (as training's val split): fitted-on photos would give over-confident references.
+    head = LogisticRegression(max_iter=2000, C=0.5).fit(all_emb[:n], all_y[:n])
+    emb, y = all_emb[n:], all_y[n:]
     state = {k: v.clone() for k, v in _MODEL.state_dict().items()}
     state["head.weight"] = torch.tensor(
         head.coef_ if len(labels) > 2 else np.vstack([-head.coef_, head.coef_]) / 2
