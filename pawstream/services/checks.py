@@ -54,10 +54,13 @@ class PortPicker:
         self.moved: list[str] = []
 
     def pick(self, what: str, setting: str, host: str, port: int) -> int:
-        if port and port not in self.taken and port_free(host, port):
+        # A port this stack already gave another service (worker-2's default is the monitor's)
+        # is moved quietly; a port something else holds is reported, or refused without fallback.
+        outside = bool(port) and port not in self.taken
+        if outside and port_free(host, port):
             self.taken.add(port)
             return port
-        if not self.fallback:
+        if outside and not self.fallback:
             raise PortInUse(
                 f"port {port} for the {what} is in use; free it, or choose another with "
                 f"PAWSTREAM_{setting.upper().replace('.', '__')}=PORT "
@@ -67,6 +70,6 @@ class PortPicker:
         while chosen in self.taken:
             chosen = free_port()
         self.taken.add(chosen)
-        if port:
+        if outside:
             self.moved.append(f"{what}: port {port} is in use, using {chosen}")
         return chosen

@@ -28,7 +28,11 @@ def test_a_busy_port_is_replaced_and_reported(busy_port: int) -> None:
     chosen = picker.pick("API", "api.port", "127.0.0.1", busy_port)
     assert chosen != busy_port
     assert picker.moved == [f"API: port {busy_port} is in use, using {chosen}"]
-    assert picker.pick("worker metrics", "worker.metrics_port", "0.0.0.0", chosen) != chosen  # no reuse
+    # A port the stack already holds moves quietly, also without fallback.
+    strict = PortPicker(fallback=False)
+    first = strict.pick("monitor metrics", "monitoring.metrics_port", "0.0.0.0", chosen)
+    assert strict.pick("worker-2 metrics", "worker.metrics_port", "0.0.0.0", first) != first
+    assert strict.moved == []
 
 
 def test_a_busy_port_fails_clearly_without_fallback(busy_port: int) -> None:
