@@ -29,6 +29,30 @@ def _noop(_: str) -> None:
     return None
 
 
+class BaselineServer:
+    """The baseline server process; ``wait_ready`` blocks until it answers /healthz."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout_s: float) -> None:
+        self.proc = proc
+        self.url = url
+        self.log_path = log_path
+        self.deadline = time.monotonic() + timeout_s
+        self.timeout_s = timeout_s
+
+    def wait_ready(self) -> BaselineServer:
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"baseline server exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > self.deadline:
+                raise TimeoutError(f"baseline server not ready in {self.timeout_s}s; see {self.log_path}")
+            time.sleep(0.1)  # polling the server's readiness, bounded by the deadline above
+
+
 @contextlib.contextmanager
 def baseline_server(
     artifact: Path,
@@ -38,7 +62,8 @@ def baseline_server(
     cache_dir: Path,
     log_path: Path,
     start_timeout_s: float = 120.0,
-) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+) -> Iterator[BaselineServer]:
+    """Start the server (not waiting for it: call ``wait_ready``); stopped on exit."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -58,21 +83,8 @@ def baseline_server(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + start_timeout_s
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"baseline server exited with {proc.returncode}; see {log_path}")
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"baseline server not ready in {start_timeout_s}s; see {log_path}")
-                time.sleep(0.1)  # polling the server's readiness, bounded by the deadline above
-            yield proc, url
+            yield BaselineServer(proc, f"http://127.0.0.1:{port}", log_path, start_timeout_s)
         finally:
             if proc.poll() is None:
                 proc.terminate()
@@ -138,30 +150,20 @@ async def open_loop(
 
 
 async def run_baseline(
-    artifact: Path,
+    url: str,
+    pid: int,
     photos: Sequence[Photo],
     *,
-    threads: int,
     runtime: str,
-    cache_dir: Path,
     concurrencies: Sequence[int],
     level_seconds: float,
     rates: Sequence[tuple[float, float]],
-    work_dir: Path,
     progress: Progress = _noop,
 ) -> BaselineRun:
-    """``rates``: (images/s, the pipeline-capacity fraction it stands for) pairs."""
+    """Measure a running baseline server (``pid`` for its memory); ``rates``: (images/s, the
+    pipeline-capacity fraction it stands for) pairs."""
     points: list[LoadPoint] = []
-    log_path = work_dir / "logs" / f"baseline-{runtime}.log"
-    with (
-        baseline_server(
-            artifact, threads=threads, runtime=runtime, cache_dir=cache_dir, log_path=log_path
-        ) as (
-            proc,
-            url,
-        ),
-        RssSampler(proc.pid) as rss,
-    ):
+    with RssSampler(pid) as rss:
         await closed_loop(url, photos, concurrency=1, seconds=min(1.0, level_seconds))  # warm-up
         for c in concurrencies:
             pt = await closed_loop(url, photos, concurrency=c, seconds=level_seconds)

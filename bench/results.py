@@ -86,7 +86,7 @@ class LoadPoint(BaseModel):
     duration_s: float
     throughput: float = Field(description="completed / (last completion - first send)")
     steady_throughput: float | None = Field(
-        None, description="images/s between the 10% and 90% completions (ramp-up and drain excluded)"
+        None, description="images/s from the first completion burst to the last (start-up excluded)"
     )
     latency: LatencyStats
     stages_p50_ms: dict[str, float] = Field(

@@ -1,0 +1,87 @@
+"""`pawstream bench --quick` end to end: it runs, and what it writes is well formed (no timings)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from bench.results import BenchResult
+from bench.run import BenchOptions, run_bench
+from pawstream.settings import Settings, WorkerSettings
+from tests.conftest import jpeg_bytes
+
+
+def _photo_folder(root: Path, per_label: int) -> Path:
+    for label in ("cat", "dog"):
+        (root / label).mkdir(parents=True)
+        for i in range(per_label):
+            (root / label / f"{i:03d}.jpg").write_bytes(jpeg_bytes(i + (100 if label == "dog" else 0)))
+    return root
+
+
+def _manifest(path: Path, photos: Path) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["relpath", "label"])
+        for f in sorted(photos.rglob("*.jpg")):
+            writer.writerow([f.relative_to(photos).as_posix(), f.parent.name])
+    return path
+
+
+@pytest.mark.integration
+def test_quick_bench_runs_end_to_end_and_writes_valid_results(tiny_artifact: Path, tmp_path: Path) -> None:
+    photos = _photo_folder(tmp_path / "photos", per_label=6)
+    out = tmp_path / "results"
+    settings = Settings(
+        worker=WorkerSettings(runtime_cache_dir=tmp_path / "runtime-cache", data_dir=tmp_path / "faust"),
+        log_json=False,
+    )
+    options = BenchOptions(
+        quick=True,
+        images=12,
+        artifact=tiny_artifact,
+        out=out,
+        photos=photos,
+        test_manifest=_manifest(tmp_path / "test.csv", photos),
+        calibration_manifest=_manifest(tmp_path / "val.csv", photos),
+        runtimes=("fp32", "int8"),
+    )
+
+    result, json_path = run_bench(settings, options, command="pytest smoke")
+
+    # What was written is exactly what was returned, and it parses back into the schema.
+    assert json_path.parent == out and json_path.name != "latest.json"
+    latest = BenchResult.model_validate_json((out / "latest.json").read_text())
+    assert latest == BenchResult.model_validate_json(json_path.read_text())
+    assert latest.model_dump() == result.model_dump()
+    assert (out / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| target |" in (out / "latest.md").read_text()
+
+    # (a) model-only: every runtime at every quick batch size, tensors and bytes.
+    seen = {(p.runtime, p.input, p.batch_size) for p in latest.model_only}
+    assert seen == {(r, k, b) for r in ("fp32", "int8") for k in ("tensor", "bytes") for b in (1, 8)}
+    assert all(p.images_per_s > 0 and p.batches >= 1 for p in latest.model_only)
+    assert {a.runtime for a in latest.accuracy} == {"fp32", "int8"}
+    assert all(a.images == 12 for a in latest.accuracy)
+
+    # (b) pipeline: every published image came back as a prediction from the fp32 runtime.
+    (run,) = latest.pipelines
+    assert run.runtime == "fp32" and run.runtime_in_events == ["fp32"]
+    assert [p.mode for p in run.points] == ["max", "rate", "rate", "rate"]
+    assert all(p.sent > 0 and p.completed == p.sent for p in run.points)
+    assert all(p.latency.p50_ms <= p.latency.p99_ms for p in run.points)
+    assert run.worker_rss_peak_mb > 0
+
+    # (c) baseline: answered at every concurrency level and offered rate.
+    assert latest.baseline is not None
+    assert [p.concurrency for p in latest.baseline.points if p.mode == "concurrency"] == [1, 4]
+    assert all(p.completed > 0 and p.errors == 0 for p in latest.baseline.points)
+
+    # Ratios and targets are computed from this run's own numbers.
+    assert latest.ratios["pipeline_over_model_only_fp32"] is not None
+    assert latest.ratios["pipeline_over_baseline_fp32"] is not None
+    names = [t.name for t in latest.targets]
+    assert any("baseline" in n for n in names) and any("RSS" in n for n in names)
+    assert latest.quick and latest.command == "pytest smoke"

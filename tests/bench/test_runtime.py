@@ -1,0 +1,149 @@
+"""Inference runtimes (pawstream/vision/runtime.py): same answers as fp32, cached, named in events."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import get_args
+
+import numpy as np
+import pytest
+import torch
+
+from pawstream.references import ReferenceFetcher
+from pawstream.schemas import DeadLetterReason, EventError, ImageEvent
+from pawstream.settings import Settings, WorkerSettings
+from pawstream.vision.predictor import Predictor
+from pawstream.vision.runtime import RUNTIMES, build_runner, cache_path
+from stream.metrics import WorkerMetrics
+from stream.pipeline import BatchProcessor, Record
+from tests.conftest import jpeg_bytes
+
+MAX_PIXELS = 10_000_000
+
+
+@pytest.fixture(scope="module")
+def calibration_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("calibration")
+    for i in range(12):
+        (root / f"{i:02d}.jpg").write_bytes(jpeg_bytes(500 + i, (120, 96)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("runtime-cache")
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_artifact: Path) -> torch.Tensor:
+    fp32 = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=MAX_PIXELS)
+    return torch.stack([fp32.preprocess(jpeg_bytes(i)) for i in range(6)])
+
+
+def _load(artifact: Path, runtime: str, cache_dir: Path, calibration_dir: Path | None) -> Predictor:
+    return Predictor.from_artifact(
+        artifact,
+        threads=1,
+        max_pixels=MAX_PIXELS,
+        runtime=runtime,
+        cache_dir=cache_dir,
+        calibration_dir=calibration_dir,
+        calibration_images=8,
+    )
+
+
+def test_settings_offer_exactly_the_runtimes_that_exist() -> None:
+    assert get_args(WorkerSettings.model_fields["runtime"].annotation) == RUNTIMES
+    assert WorkerSettings().runtime == "fp32"
+
+
+@pytest.mark.parametrize(
+    ("runtime", "prob_atol", "min_cosine"), [("bf16", 0.05, 0.99), ("onnx", 1e-4, 0.9999)]
+)
+def test_runtime_matches_fp32(
+    tiny_artifact: Path,
+    batch: torch.Tensor,
+    cache_dir: Path,
+    runtime: str,
+    prob_atol: float,
+    min_cosine: float,
+) -> None:
+    ref = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=MAX_PIXELS).predict(batch)
+    pred = _load(tiny_artifact, runtime, cache_dir, None)
+    assert pred.runtime == runtime and pred.model_info.runtime == runtime
+    out = pred.predict(batch)
+    assert out.probs.shape == ref.probs.shape and out.embeddings.shape == ref.embeddings.shape
+    np.testing.assert_allclose(out.probs.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(out.probs, ref.probs, atol=prob_atol)
+    cos = (out.embeddings * ref.embeddings).sum(1) / (
+        np.linalg.norm(out.embeddings, axis=1) * np.linalg.norm(ref.embeddings, axis=1)
+    )
+    assert cos.min() >= min_cosine
+
+
+def test_int8_calibrates_once_then_reuses_its_cache(
+    tiny_artifact: Path, batch: torch.Tensor, cache_dir: Path, calibration_dir: Path
+) -> None:
+    ref = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=MAX_PIXELS).predict(batch)
+    first = _load(tiny_artifact, "int8", cache_dir, calibration_dir)
+    assert first.model_info.runtime == "int8"
+    built = sorted(cache_dir.glob("*-int8.onnx"))
+    assert len(built) == 1
+    stamp = built[0].stat().st_mtime_ns
+
+    # Warm cache: no calibration images needed, nothing rebuilt, same answers.
+    second = _load(tiny_artifact, "int8", cache_dir, None)
+    assert built[0].stat().st_mtime_ns == stamp
+    out = second.predict(batch)
+    np.testing.assert_allclose(out.probs, first.predict(batch).probs, atol=1e-6)
+    cos = (out.embeddings * ref.embeddings).sum(1) / (
+        np.linalg.norm(out.embeddings, axis=1) * np.linalg.norm(ref.embeddings, axis=1)
+    )
+    assert cos.min() >= 0.9  # quantized, so close rather than equal
+
+
+def test_int8_with_a_cold_cache_and_no_calibration_images_says_what_to_set(
+    tiny_artifact: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(FileNotFoundError, match="CALIBRATION_DIR"):
+        _load(tiny_artifact, "int8", tmp_path / "empty-cache", None)
+    assert not list((tmp_path / "empty-cache").glob("*-int8.onnx"))
+
+
+def test_unknown_runtime_and_missing_cache_dir_are_refused(tiny_artifact: Path) -> None:
+    pred = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=MAX_PIXELS)
+    with pytest.raises(ValueError, match="unknown runtime"):
+        build_runner(pred.model, pred.meta, "fp16", threads=1)
+    with pytest.raises(ValueError, match="cache_dir"):
+        build_runner(pred.model, pred.meta, "onnx", threads=1)
+
+
+def test_onnx_runtime_failure_is_an_inference_error(tiny_artifact: Path, cache_dir: Path) -> None:
+    pred = _load(tiny_artifact, "onnx", cache_dir, None)
+    assert cache_path(cache_dir, "x", "onnx").name.endswith("-onnx.onnx")
+    with pytest.raises(EventError) as err:
+        pred.predict(torch.zeros(1, 3, 17, 17))  # the exported graph's input size is fixed
+    assert err.value.reason == DeadLetterReason.INFERENCE
+
+
+async def test_every_prediction_event_names_the_runtime(tiny_artifact: Path, cache_dir: Path) -> None:
+    settings = Settings(log_json=False)
+    pred = _load(tiny_artifact, "onnx", cache_dir, None)
+    with ThreadPoolExecutor(1) as decode, ThreadPoolExecutor(1) as infer:
+        processor = BatchProcessor(
+            settings,
+            pred,
+            ReferenceFetcher(settings.refs),
+            WorkerMetrics(),
+            "test-worker",
+            decode_pool=decode,
+            inference_pool=infer,
+        )
+        records = [
+            Record(None, ImageEvent(data=jpeg_bytes(i)).to_bytes(), "images", 0, i, None) for i in range(3)
+        ]
+        result = await asyncio.wait_for(processor.process(records), 60)
+    assert len(result.predictions) == 3 and not result.deadletters
+    assert {p.model.runtime for p in result.predictions} == {"onnx"}
