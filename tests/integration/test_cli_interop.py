@@ -53,8 +53,10 @@ def _read_with_librdkafka(
             msg = consumer.poll(0.2)
             if msg is None or msg.error():
                 continue
-            value = json.loads(msg.value().decode("utf-8"))
-            assert msg.key().decode("utf-8") == value["id"]
+            raw, key = msg.value(), msg.key()
+            assert raw is not None and key is not None
+            value = json.loads(raw.decode("utf-8"))
+            assert key.decode("utf-8") == value["id"]
             out.append(value)
         return out
     finally:

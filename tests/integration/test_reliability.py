@@ -7,7 +7,9 @@ import logging
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -66,6 +68,10 @@ async def test_survivor_takes_over_when_one_of_two_workers_is_killed(
     assert published <= set(counts)
 
 
+def _ids_at_least(n: int) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda records: len({x["id"] for x in records}) >= n
+
+
 @pytest.mark.slow
 async def test_three_sigkills_during_2000_images_lose_nothing(
     settings: Settings, mid_artifact: Path, tmp_path: Path
@@ -80,9 +86,7 @@ async def test_three_sigkills_during_2000_images_lose_nothing(
             target = len(preds.ids()) + rng.randint(100, 400)
             w = WorkerProcess(settings, tmp_path / f"w{round_}.log", f"w{round_}").start()
             try:
-                await preds.wait_until(
-                    lambda r, t=target: len({x["id"] for x in r}) >= t, 150, f"{target} ids"
-                )
+                await preds.wait_until(_ids_at_least(target), 150, f"{target} ids")
             finally:
                 w.kill()
             assert len(preds.ids()) < 2000, "finished before the third kill"

@@ -31,7 +31,7 @@ async def test_two_workers_share_the_partitions(
             await preds.wait_until(
                 lambda r: (
                     {x["worker"] for x in r} == {"alpha", "beta"}
-                    and warm.published
+                    and bool(warm.published)
                     and set(warm.published) <= {x["id"] for x in r}
                 ),
                 120,
