@@ -79,7 +79,9 @@ def monitor_settings(settings: Settings, tmp_path: Path) -> Settings:
             "lag_interval_s": 1.0,
         }
     )
-    return settings.model_copy(update={"monitoring": mon})
+    # A short session: a restarted monitor waits for the old member's session to lapse on Tansu.
+    kafka = settings.kafka.model_copy(update={"session_timeout_s": 4.0, "heartbeat_interval_s": 0.5})
+    return settings.model_copy(update={"monitoring": mon, "kafka": kafka})
 
 
 def _start_monitor(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
