@@ -137,6 +137,35 @@ def simulate(
     raise typer.Exit(run_simulate(load_settings(), plan))
 
 
+@app.command("replay-deadletters")
+def replay_deadletters(
+    reason: Annotated[
+        list[str] | None, typer.Option(help="Only these reasons (repeatable): schema, reference, decode, ...")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Count what would be replayed; send nothing.")] = False,
+) -> None:
+    """Re-publish dead-lettered images (their original payloads) to the images topic."""
+    import asyncio
+
+    from rich.console import Console
+
+    from pawstream.schemas import DeadLetterReason
+    from producers.replay import replay_deadletters as replay
+
+    try:
+        reasons = {DeadLetterReason(r) for r in reason} if reason else None
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{exc}; choose from {', '.join(r.value for r in DeadLetterReason)}"
+        ) from exc
+    report = asyncio.run(replay(load_settings(), reasons, dry_run=dry_run))
+    verb = "would replay" if dry_run else "replayed"
+    Console(stderr=True).print(
+        f"{verb} {sum(report.replayed.values())} {dict(report.replayed)}; "
+        f"skipped {sum(report.skipped.values())} (payload not kept) {dict(report.skipped)}"
+    )
+
+
 @app.command()
 def up(
     workers: Annotated[
