@@ -101,8 +101,14 @@ class CliProcess:
         self.proc.send_signal(signal.SIGINT)
 
     def kill_tree(self) -> None:
-        """Test clean-up only: whatever is still running."""
-        for p in [*self.descendants(), psutil.Process(self.proc.pid)] if self.proc.poll() is None else []:
+        """Test clean-up only: whatever is still running. The supervisor goes first, so it cannot
+        restart the services being killed; they are remembered before it dies."""
+        if self.proc.poll() is not None:
+            return
+        rest = self.descendants()
+        self.proc.kill()
+        self.proc.wait(10)
+        for p in rest:
             with contextlib.suppress(psutil.Error):
                 p.kill()
-        self.proc.wait(10)
+        psutil.wait_procs(rest, timeout=10)
