@@ -25,6 +25,8 @@ def run_api(settings: Settings, host: str | None = None, port: int | None = None
         port=port or settings.api.port,
         lifespan="on",
         log_config=None,  # keep pawstream's (JSON) logging setup
+        # Open ?wait requests would otherwise hold a shutdown for up to api.wait_max_s.
+        timeout_graceful_shutdown=3,
         proxy_headers=False,
     )
     server = uvicorn.Server(config)
