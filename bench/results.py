@@ -133,6 +133,8 @@ class BenchResult(BaseModel):
     artifact: ArtifactInfo
     images: ImageSet
     threads: int
+    max_batch: int
+    inference_chunk: int
     fast_runtime: str | None = Field(None, description="The fastest runtime within the accuracy budget.")
     model_only: list[ModelOnlyPoint]
     tuning: list[TuningPoint] = Field(default_factory=list)

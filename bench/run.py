@@ -153,20 +153,22 @@ def load_predictors(
     max_pixels = settings.refs.max_image_pixels
     out: dict[str, Predictor] = {}
     for name in ("fp32", *[r for r in runtimes if r != "fp32"]):
+        # Built exactly as the worker builds its own (same chunk, threads and cache), except that
+        # int8 calibrates on the validation split.
         pred = Predictor.from_artifact(artifact, threads=w.torch_threads, max_pixels=max_pixels)
-        if name != "fp32":
-            source = calibration_batches(calibration, pred.preprocess, limit=limit) if calibration else None
-            pred.use_runner(
-                build_runner(
-                    pred.model,
-                    pred.meta,
-                    name,
-                    threads=w.torch_threads,
-                    cache_dir=w.runtime_cache_dir,
-                    digest=artifact_digest(artifact),
-                    calibration=source,
-                )
+        source = calibration_batches(calibration, pred.preprocess, limit=limit) if calibration else None
+        pred.use_runner(
+            build_runner(
+                pred.model,
+                pred.meta,
+                name,
+                threads=w.torch_threads,
+                cache_dir=w.runtime_cache_dir,
+                digest=artifact_digest(artifact),
+                calibration=source if name == "int8" else None,
+                chunk=w.inference_chunk,
             )
+        )
         out[name] = pred
     return out
 
@@ -402,6 +404,8 @@ def run_bench(
             mean_bytes=sum(len(p.data) for p in photos) / max(len(photos), 1),
         ),
         threads=threads,
+        max_batch=settings.worker.max_batch,
+        inference_chunk=settings.worker.inference_chunk,
         fast_runtime=fast,
         model_only=points,
         tuning=tuning,

@@ -90,6 +90,9 @@ class WorkerSettings(BaseModel):
         None, description="Folder of typical photos; int8 calibrates on them when its cache is cold."
     )
     calibration_images: int = Field(64, ge=1, description="Photos used for int8 calibration.")
+    inference_chunk: int = Field(
+        4, ge=1, description="Most images the model runs at once; bigger micro-batches run in slices."
+    )
     fetch_max_wait_s: float = Field(
         0.05, gt=0, description="Cap on the worker consumer's fetch long-poll (Tansu answers at its end)."
     )

@@ -44,6 +44,7 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
         cache_dir=w.runtime_cache_dir,
         calibration_dir=w.calibration_dir,
         calibration_images=w.calibration_images,
+        chunk=w.inference_chunk,
     )
     metrics = WorkerMetrics()
     metrics.set_model(predictor.model_info)

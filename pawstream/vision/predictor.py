@@ -78,13 +78,15 @@ class Predictor:
         cache_dir: Path | None = None,
         calibration_dir: Path | None = None,
         calibration_images: int = 64,
+        chunk: int | None = None,
     ) -> Predictor:
-        """Load an artifact; ``runtime`` other than fp32 builds (or reuses) its model in ``cache_dir``."""
+        """Load an artifact; ``runtime`` other than fp32 builds (or reuses) its model in ``cache_dir``;
+        ``chunk`` caps the images the model runs at once (a bigger batch is run in slices)."""
         meta = read_meta(path)
         predictor = cls(load_model(path, meta), meta, threads=threads, max_pixels=max_pixels)
-        if runtime != "fp32":
+        if runtime != "fp32" or chunk:
             calibration = None
-            if calibration_dir is not None:
+            if calibration_dir is not None and runtime == "int8":
                 files = image_files(calibration_dir)
                 calibration = calibration_batches(files, predictor.preprocess, limit=calibration_images)
             predictor.use_runner(
@@ -94,8 +96,9 @@ class Predictor:
                     runtime,
                     threads=threads,
                     cache_dir=cache_dir,
-                    digest=artifact_digest(path),
+                    digest=artifact_digest(path) if runtime != "fp32" else None,
                     calibration=calibration,
+                    chunk=chunk,
                 )
             )
         logger.info(

@@ -17,10 +17,13 @@ compile takes minutes on two shared cores, at every worker start without a warm 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import logging
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -81,6 +84,10 @@ class OrtRunner:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # No spin-waiting between runs: the worker's decode threads and event loop share the cores.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Keep the arena (a malloc per op costs ~2x here) but not per-shape memory patterns: with
+        # batch sizes varying from 1 to the chunk size they pile up (measured +200 MB at chunk 8).
+        opts.enable_cpu_mem_arena = True
+        opts.enable_mem_pattern = False
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
@@ -91,6 +98,53 @@ class OrtRunner:
         except Exception as exc:  # ORT's errors are not RuntimeErrors; callers handle those
             raise RuntimeError(f"onnxruntime: {exc}") from exc
         return torch.from_numpy(emb), torch.from_numpy(logits)
+
+
+class HeapTrimmer:
+    """Hands freed heap memory back to the OS (glibc ``malloc_trim``), at most every ``interval_s``.
+
+    Batches of varying size leave glibc's arenas holding freed activation buffers and decoded
+    images: a worker's RSS crept from 410 to 640 MB over 24 mixed-size fp32 batches, and stayed
+    at 435 MB with a trim after each (1-5 ms a call); trimming once a second still peaked at
+    610 MB. A no-op where libc has no malloc_trim.
+    """
+
+    def __init__(self, interval_s: float = 0.0) -> None:
+        self.interval_s = interval_s
+        self.last = 0.0
+        self._trim: Callable[[int], int] | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            self._trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if self._trim is not None and now - self.last >= self.interval_s:
+            self.last = now
+            self._trim(0)
+
+
+class ChunkedRunner:
+    """Runs a micro-batch in slices of at most ``chunk`` images, then trims the heap.
+
+    The worker's micro-batch (32) amortises Kafka and Python overhead; the model itself is no
+    faster past ~8 images on two cores (its activations outgrow the caches), while its memory
+    grows linearly: EfficientNet-Lite0 fp32 at 224 px holds ~300 MB more at 32 than at 8.
+    """
+
+    def __init__(self, inner: Runner, chunk: int, trimmer: HeapTrimmer | None = None) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.chunk = chunk
+        self.trimmer = trimmer or HeapTrimmer()
+
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(batch) <= self.chunk:
+            out = self.inner(batch)
+        else:
+            parts = [self.inner(batch[i : i + self.chunk]) for i in range(0, len(batch), self.chunk)]
+            out = torch.cat([e for e, _ in parts]), torch.cat([lg for _, lg in parts])
+        self.trimmer()
+        return out
 
 
 class _EmbedAndLogits(nn.Module):
@@ -229,15 +283,20 @@ def build_runner(
     cache_dir: Path | None = None,
     digest: str | None = None,
     calibration: CalibrationSource | None = None,
+    chunk: int | None = None,
 ) -> Runner:
+    """The runner for ``runtime``; ``chunk`` caps how many images the model runs at once."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    runner: Runner
     if runtime in ("fp32", "bf16"):
-        return EagerRunner(model, bf16=runtime == "bf16")
-    if cache_dir is None or digest is None:
-        raise ValueError(f"runtime {runtime} needs a cache_dir and the artifact digest")
-    path = onnx_model(model, meta, runtime, cache_dir=cache_dir, digest=digest, calibration=calibration)
-    return OrtRunner(runtime, path, threads=threads)
+        runner = EagerRunner(model, bf16=runtime == "bf16")
+    else:
+        if cache_dir is None or digest is None:
+            raise ValueError(f"runtime {runtime} needs a cache_dir and the artifact digest")
+        path = onnx_model(model, meta, runtime, cache_dir=cache_dir, digest=digest, calibration=calibration)
+        runner = OrtRunner(runtime, path, threads=threads)
+    return ChunkedRunner(runner, chunk) if chunk else runner
 
 
 def calibration_batches(
