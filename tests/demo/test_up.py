@@ -74,7 +74,9 @@ def test_ctrl_c_while_starting_leaves_nothing(tiny_artifact: Path, tmp_path: Pat
         wait_until(worker_started, 60, "a worker process")
         seen.update(up.descendants())
         up.interrupt()
-        assert up.finish(60) in (0, 130), up.output
+        # 0 or 130 from the handler; -SIGINT when the interrupt lands outside it (e.g. during
+        # interpreter start-up or teardown), the usual Ctrl-C status. What matters is below: nothing left.
+        assert up.finish(60) in (0, 130, -signal.SIGINT), up.output
     finally:
         up.kill_tree()
     assert len(seen) >= 3, (seen, up.output)
