@@ -333,8 +333,11 @@ async def test_join_state_survives_a_monitor_restart(monitor_settings: Settings,
         # earlier pairs were counted by the first process); 10 of them are wrong.
         assert (window.window_events, window.value) == (40, 0.75)
         m = _scrape(s.monitoring.metrics_port)
-        assert m['pawstream_monitor_duplicates_total{"kind": "prediction"}'] == 30
-        assert m['pawstream_monitor_duplicates_total{"kind": "feedback"}'] == 20
+        # At least the deliberate redeliveries; Faust may also re-deliver a few records the first
+        # process handled after its last commit (at-least-once). Those are counted as duplicates
+        # and, as the exact window and labelled figures show, never counted twice.
+        assert m['pawstream_monitor_duplicates_total{"kind": "prediction"}'] >= 30
+        assert m['pawstream_monitor_duplicates_total{"kind": "feedback"}'] >= 20
         assert m['pawstream_monitor_labelled_total{"model_version": "v1"}'] == 41  # 40 late labels + closer
     finally:
         _stop(second)
