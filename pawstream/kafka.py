@@ -100,3 +100,37 @@ def confluent_config(kafka: KafkaSettings) -> dict[str, Any]:
     if kafka.ssl_keyfile:
         conf["ssl.key.location"] = str(kafka.ssl_keyfile)
     return conf
+
+
+def faust_app(settings: Any, app_id: str, **overrides: Any) -> Any:
+    """A Faust app with pawstream's broker settings; the worker and the monitor both use it.
+
+    ``settings`` is pawstream.settings.Settings (typed loosely to keep faust out of this module's
+    import). ``overrides`` add or replace Faust settings for one app.
+    """
+    import faust
+
+    k, w = settings.kafka, settings.worker
+    (w.data_dir / app_id).mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+    conf: dict[str, Any] = {
+        "broker": faust_broker_url(k),
+        "broker_credentials": faust_credentials(k),
+        "store": "memory://",
+        "datadir": str(w.data_dir / app_id),
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        # Tansu holds a new group's first JoinGroup for session_timeout/2: keep it short.
+        "broker_session_timeout": k.session_timeout_s,
+        "broker_heartbeat_interval": k.heartbeat_interval_s,
+        "broker_request_timeout": k.request_timeout_s,
+        "broker_commit_interval": w.commit_interval_s,
+        "producer_acks": -1,
+        "producer_max_request_size": k.max_request_bytes,
+        "consumer_max_fetch_size": k.max_request_bytes,
+        "consumer_auto_offset_reset": "earliest",
+        "topic_partitions": settings.topics.output_partitions,
+        "topic_replication_factor": settings.topics.replication_factor,
+        "web_enabled": False,
+        **overrides,
+    }
+    return faust.App(app_id, **conf)

@@ -24,7 +24,7 @@ from typing import Any
 import faust
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pawstream.kafka import aiokafka_common, faust_broker_url, faust_credentials
+from pawstream.kafka import aiokafka_common, faust_app
 from pawstream.schemas import DeadLetterEvent, PredictionEvent
 from pawstream.settings import Settings
 from stream.pipeline import BatchProcessor, Record
@@ -35,31 +35,14 @@ EXIT_OUTPUT_FAILED = 75  # EX_TEMPFAIL: a supervisor should restart the worker
 
 
 def create_app(settings: Settings) -> faust.App:
-    k, w = settings.kafka, settings.worker
-    (w.data_dir / w.app_id).mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
-    return faust.App(
+    w = settings.worker
+    app: faust.App = faust_app(
+        settings,
         w.app_id,
-        broker=faust_broker_url(k),
-        broker_credentials=faust_credentials(k),
-        store="memory://",
-        datadir=str(w.data_dir / w.app_id),
-        key_serializer="raw",
-        value_serializer="raw",
-        # Tansu holds a new group's first JoinGroup for session_timeout/2: keep it short.
-        broker_session_timeout=k.session_timeout_s,
-        broker_heartbeat_interval=k.heartbeat_interval_s,
-        broker_request_timeout=k.request_timeout_s,
-        broker_commit_interval=w.commit_interval_s,
-        producer_acks=-1,
-        producer_max_request_size=k.max_request_bytes,
-        consumer_max_fetch_size=k.max_request_bytes,
-        consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=w.buffer_max,
         broker_max_poll_records=max(w.max_batch * 2, 64),
-        topic_partitions=settings.topics.output_partitions,
-        topic_replication_factor=settings.topics.replication_factor,
-        web_enabled=False,
     )
+    return app
 
 
 def _fatal(message: str, exc: BaseException) -> None:

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from threadpoolctl import threadpool_limits
 
 from pawstream import offsets
-from pawstream.kafka import aiokafka_common, consumer_kwargs, faust_broker_url, faust_credentials
+from pawstream.kafka import aiokafka_common, consumer_kwargs, faust_app
 from pawstream.schemas import FeedbackEvent, MonitoringEvent, PredictionEvent
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
@@ -77,32 +77,10 @@ def try_load_profile(settings: Settings) -> ReferenceProfile | None:
 
 
 def create_monitor_app(settings: Settings) -> faust.App:
-    """The worker's Faust configuration (stream/app.create_app) under the monitor's app id."""
-    k, m, w = settings.kafka, settings.monitoring, settings.worker
-    (w.data_dir / m.app_id).mkdir(parents=True, exist_ok=True)
-    return faust.App(
-        m.app_id,
-        broker=faust_broker_url(k),
-        broker_credentials=faust_credentials(k),
-        store="memory://",
-        datadir=str(w.data_dir / m.app_id),
-        key_serializer="raw",
-        value_serializer="raw",
-        # Tansu holds a new group's first JoinGroup for session_timeout/2: keep it short.
-        broker_session_timeout=k.session_timeout_s,
-        broker_heartbeat_interval=k.heartbeat_interval_s,
-        broker_request_timeout=k.request_timeout_s,
-        broker_commit_interval=w.commit_interval_s,
-        producer_acks=-1,
-        producer_max_request_size=k.max_request_bytes,
-        consumer_max_fetch_size=k.max_request_bytes,
-        consumer_auto_offset_reset="earliest",
-        topic_partitions=settings.topics.output_partitions,
-        topic_replication_factor=settings.topics.replication_factor,
-        # Standby copies would land in the same in-memory table and be swept twice.
-        table_standby_replicas=0,
-        web_enabled=False,
-    )
+    """The worker's Faust configuration (pawstream.kafka.faust_app) under the monitor's app id."""
+    # Standby copies would land in the same in-memory table and be swept twice.
+    app: faust.App = faust_app(settings, settings.monitoring.app_id, table_standby_replicas=0)
+    return app
 
 
 class Utf8Keys(MutableMapping[str, dict[str, Any]]):
