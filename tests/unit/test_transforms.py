@@ -1,0 +1,106 @@
+"""The eval transform (Pillow + numpy) against torchvision's, and its thread behaviour."""
+
+from __future__ import annotations
+
+import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import psutil
+import pytest
+import torch
+from PIL import Image
+
+from pawstream.vision.artifact import IMAGENET_MEAN, IMAGENET_STD, InputConfig
+from pawstream.vision.transforms import create_transform, image_to_tensor
+from pawstream.vision.tv import torchvision
+
+
+def _photo(size: tuple[int, int], seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    # smooth gradients plus noise: resampling has real work to do, unlike a flat colour
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)), ((xx + yy) % 256)], axis=-1)
+    noisy = np.clip(base + rng.integers(-40, 40, base.shape), 0, 255).astype(np.uint8)
+    return Image.fromarray(noisy, "RGB")
+
+
+def _torchvision_eval(cfg: InputConfig) -> object:
+    v2 = torchvision().transforms.v2
+    interp = v2.InterpolationMode(cfg.interpolation)
+    return v2.Compose(
+        [
+            v2.Resize(cfg.resize, interpolation=interp, antialias=True),
+            v2.CenterCrop(cfg.size),
+            v2.PILToTensor(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=list(cfg.mean), std=list(cfg.std)),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "cfg"),
+    [
+        ((500, 375), InputConfig()),  # landscape, ImageNet stats
+        ((375, 500), InputConfig()),  # portrait
+        ((256, 256), InputConfig()),  # already at the resize: no resampling
+        ((100, 60), InputConfig()),  # upscaled
+        ((333, 517), InputConfig(size=224, resize=256, mean=(0.5,) * 3, std=(0.5,) * 3)),  # EfficientNet
+        ((640, 480), InputConfig(size=64, resize=72, interpolation="bicubic")),
+        ((301, 199), InputConfig(size=63, resize=71, mean=IMAGENET_MEAN, std=IMAGENET_STD)),  # odd sizes
+    ],
+)
+def test_eval_transform_is_bit_identical_to_torchvision(size: tuple[int, int], cfg: InputConfig) -> None:
+    img = _photo(size, seed=sum(size))
+    ours = create_transform(cfg, is_training=False)(img)
+    reference = _torchvision_eval(cfg)(img)  # type: ignore[operator]
+    assert ours.dtype == torch.float32 and ours.shape == (3, cfg.size, cfg.size)
+    assert ours.is_contiguous()
+    assert torch.equal(ours, reference)
+
+
+def test_training_transform_augments_and_keeps_the_same_tail() -> None:
+    cfg = InputConfig(size=64, resize=72)
+    img = _photo((300, 200), seed=1)
+    torch.manual_seed(0)
+    a = create_transform(cfg, is_training=True)(img)
+    b = create_transform(cfg, is_training=True)(img)
+    assert a.shape == b.shape == (3, 64, 64) and not torch.equal(a, b)
+    # the same normalisation as eval: values live in [(0 - mean) / std, (1 - mean) / std]
+    lo = (0 - np.array(cfg.mean)) / np.array(cfg.std)
+    hi = (1 - np.array(cfg.mean)) / np.array(cfg.std)
+    for c in range(3):
+        assert lo[c] - 1e-5 <= float(a[c].min()) and float(a[c].max()) <= hi[c] + 1e-5
+
+
+def test_bad_input_configs_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least the crop size"):
+        create_transform(InputConfig(size=224, resize=200), is_training=False)
+    with pytest.raises(ValueError, match="unknown interpolation"):
+        create_transform(InputConfig(interpolation="sinc"), is_training=False)
+
+
+def test_preprocessing_in_a_pool_thread_starts_no_openmp_threads() -> None:
+    """Decode threads must not become OpenMP masters (see pawstream/vision/transforms.py)."""
+    torch.set_num_threads(2)
+    torch.ones(1 << 20).add_(1)  # the main thread's own OpenMP team exists before we count
+    cfg = InputConfig()
+    buf = io.BytesIO()
+    _photo((640, 480), seed=3).save(buf, "JPEG")
+    data = buf.getvalue()
+    transform = create_transform(cfg, is_training=False)
+    proc = psutil.Process()
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(threading.get_ident).result()  # the pool's thread is running before we count
+        before = proc.num_threads()
+        out = pool.submit(image_to_tensor, data, cfg, transform, max_pixels=10**8).result()
+        after = proc.num_threads()
+        # the check is able to fail: a torch op of the same size in that thread starts a team
+        pool.submit(lambda: torch.ones(3, 224, 224).sub_(0.5).div_(0.5)).result()
+        with_torch = proc.num_threads()
+    assert out.shape == (3, 224, 224)
+    assert after == before
+    assert with_torch > before
