@@ -3,8 +3,9 @@
 This is what every seed of the project builds, kept here only to be measured against; it is
 not part of the product. It serves the same artifact with the same Predictor, the same runtime
 and the same torch thread count as the worker. Each request decodes and classifies its image
-alone (batch of one) in a single model thread, so requests never fight over the two cores:
-the strongest honest form of the per-request design, not a straw man.
+alone (batch of one) in a single model thread, so requests never fight over the two cores,
+and that thread also built the model, so it has the worker's OpenMP setup (one team): the
+strongest honest form of the per-request design, not a straw man.
 
 Run as ``python -m bench.baseline_server --artifact PATH --port N [--threads 2] [--runtime fp32]``.
 """
@@ -29,9 +30,9 @@ from pawstream.vision.predictor import Predictor
 logger = logging.getLogger(__name__)
 
 
-def create_app(predictor: Predictor) -> FastAPI:
+def create_app(predictor: Predictor, model_thread: ThreadPoolExecutor) -> FastAPI:
+    """``model_thread``: the one thread that built ``predictor`` and runs every torch op."""
     app = FastAPI(title="pawstream bench baseline")
-    model_thread = ThreadPoolExecutor(1, thread_name_prefix="baseline-model")
 
     def classify(data: bytes) -> dict[str, Any]:
         try:
@@ -71,14 +72,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-pixels", type=int, default=40_000_000)
     args = parser.parse_args(argv)
     configure_logging("WARNING", json_logs=True)
-    predictor = Predictor.from_artifact(
+    # Built in the thread that will run it, as the worker does (one OpenMP team per process).
+    model_thread = ThreadPoolExecutor(1, thread_name_prefix="baseline-model")
+    predictor = model_thread.submit(
+        Predictor.from_artifact,
         args.artifact,
         threads=args.threads,
         max_pixels=args.max_pixels,
         runtime=args.runtime,
         cache_dir=args.cache_dir,
+    ).result()
+    uvicorn.run(
+        create_app(predictor, model_thread),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
     )
-    uvicorn.run(create_app(predictor), host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":

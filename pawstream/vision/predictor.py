@@ -35,9 +35,11 @@ class BatchOutput:
 class Predictor:
     """Decodes, preprocesses and classifies images with one model artifact.
 
-    ``preprocess`` is thread-safe (Pillow and the transforms release the GIL for most of the
-    work), so callers decode in a pool while ``predict`` runs; ``predict`` itself is meant to be
-    called from one thread at a time.
+    ``preprocess`` is thread-safe and torch-free until its final ``from_numpy`` (Pillow and numpy
+    release the GIL for most of the work), so callers decode in a pool while ``predict`` runs.
+    Build the Predictor and call ``predict`` from one and the same thread: every thread that runs
+    a torch op gets its own OpenMP team, and once there are more OpenMP threads than cores libgomp
+    stops spin-waiting between ops, which halves EfficientNet's speed on two cores.
     """
 
     def __init__(
@@ -79,9 +81,13 @@ class Predictor:
         calibration_dir: Path | None = None,
         calibration_images: int = 64,
         chunk: int | None = None,
+        trim_rss_mb: float = 0.0,
+        trim_interval_s: float = 0.0,
     ) -> Predictor:
         """Load an artifact; ``runtime`` other than fp32 builds (or reuses) its model in ``cache_dir``;
-        ``chunk`` caps the images the model runs at once (a bigger batch is run in slices)."""
+        ``chunk`` caps the images the model runs at once (a bigger batch is run in slices), and
+        then freed heap goes back to the OS when RSS is above ``trim_rss_mb`` (at most once every
+        ``trim_interval_s``)."""
         meta = read_meta(path)
         predictor = cls(load_model(path, meta), meta, threads=threads, max_pixels=max_pixels)
         if runtime != "fp32" or chunk:
@@ -99,6 +105,8 @@ class Predictor:
                     digest=artifact_digest(path) if runtime != "fp32" else None,
                     calibration=calibration,
                     chunk=chunk,
+                    trim_rss_mb=trim_rss_mb,
+                    trim_interval_s=trim_interval_s,
                 )
             )
         logger.info(
@@ -128,6 +136,14 @@ class Predictor:
         except RuntimeError as exc:
             raise EventError(DeadLetterReason.INFERENCE, f"inference failed: {exc}") from exc
         return BatchOutput(probs=probs.numpy(), embeddings=emb.float().numpy())
+
+    def predict_many(self, tensors: Sequence[torch.Tensor]) -> BatchOutput:
+        """Stack preprocessed (3, H, W) tensors and classify them, all in the calling thread.
+
+        The stack is a torch op: doing it in the thread that runs the model keeps every torch op
+        in one thread, so only that thread owns an OpenMP team (see vision/transforms.py).
+        """
+        return self.predict(torch.stack(list(tensors)))
 
     def predict_bytes(self, items: Sequence[bytes]) -> list[tuple[np.ndarray, np.ndarray] | EventError]:
         """Convenience for tools and benchmarks: decode + predict, one result or error per item."""
