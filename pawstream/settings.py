@@ -97,6 +97,14 @@ class WorkerSettings(BaseModel):
     inference_chunk: int = Field(
         4, ge=1, description="Most images the model runs at once; bigger micro-batches run in slices."
     )
+    heap_trim_rss_mb: float = Field(
+        480,
+        ge=0,
+        description="After a batch, hand freed heap back to the OS if RSS is above this (0: always).",
+    )
+    heap_trim_interval_s: float = Field(
+        2.0, ge=0, description="At most one heap trim per this many seconds (each costs a page-fault refill)."
+    )
     fetch_max_wait_s: float = Field(
         0.05, gt=0, description="Cap on the worker consumer's fetch long-poll (Tansu answers at its end)."
     )

@@ -15,7 +15,7 @@ from pawstream.references import ReferenceFetcher
 from pawstream.schemas import DeadLetterReason, EventError, ImageEvent
 from pawstream.settings import Settings, WorkerSettings
 from pawstream.vision.predictor import Predictor
-from pawstream.vision.runtime import RUNTIMES, build_runner, cache_path
+from pawstream.vision.runtime import RUNTIMES, HeapTrimmer, build_runner, cache_path
 from stream.metrics import WorkerMetrics
 from stream.pipeline import BatchProcessor, Record
 from tests.conftest import jpeg_bytes
@@ -147,3 +147,19 @@ async def test_every_prediction_event_names_the_runtime(tiny_artifact: Path, cac
         result = await asyncio.wait_for(processor.process(records), 60)
     assert len(result.predictions) == 3 and not result.deadletters
     assert {p.model.runtime for p in result.predictions} == {"onnx"}
+
+
+def test_heap_trimmer_trims_only_above_its_soft_limit_and_at_most_once_per_interval() -> None:
+    always = HeapTrimmer(0)
+    always()
+    always()
+    rss = always.resident_bytes()
+    assert rss is not None and rss > 0
+    assert always.trims == 2
+    roomy = HeapTrimmer(soft_limit_mb=rss / 2**20 + 10_000, min_interval_s=0)
+    roomy()
+    assert roomy.trims == 0  # resident set well under the limit: nothing to hand back
+    tight = HeapTrimmer(soft_limit_mb=1, min_interval_s=3600)
+    tight()
+    tight()
+    assert tight.trims == 1  # over the limit, but the second call falls inside the interval
