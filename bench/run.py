@@ -76,10 +76,11 @@ class _Plan:
     calibration_images: int
 
 
-def _plan(quick: bool, max_batch: int) -> _Plan:
+def _plan(quick: bool, max_batch: int, chunk: int) -> _Plan:
     if quick:
         return _Plan((1, 8), 0.2, 1, 1.0, (0.25, 0.5, 0.75), (1, 4), 8)
-    sizes = tuple(sorted({1, 8, 16, 32, max_batch}))
+    # the worker's slice size too: the model's best batch on two cores is often that small
+    sizes = tuple(sorted({1, chunk, 8, 16, 32, max_batch}))
     return _Plan(sizes, 3.0, 3, 12.0, (0.25, 0.5, 0.75), (1, 8, 32), 128)
 
 
@@ -153,8 +154,10 @@ def load_predictors(
     max_pixels = settings.refs.max_image_pixels
     out: dict[str, Predictor] = {}
     for name in ("fp32", *[r for r in runtimes if r != "fp32"]):
-        # Built exactly as the worker builds its own (same chunk, threads and cache), except that
-        # int8 calibrates on the validation split.
+        # The model's own limit: the runtime alone at the measured batch size, without the
+        # worker's slicing and heap trimming (those belong to the pipeline's figures). Same
+        # threads and cache as the worker; int8 calibrates on the validation split. Built and
+        # run in this one thread only (see Predictor on OpenMP teams).
         pred = Predictor.from_artifact(artifact, threads=w.torch_threads, max_pixels=max_pixels)
         source = calibration_batches(calibration, pred.preprocess, limit=limit) if calibration else None
         pred.use_runner(
@@ -166,7 +169,6 @@ def load_predictors(
                 cache_dir=w.runtime_cache_dir,
                 digest=artifact_digest(artifact),
                 calibration=source if name == "int8" else None,
-                chunk=w.inference_chunk,
             )
         )
         out[name] = pred
@@ -202,7 +204,7 @@ def run_bench(
     work = options.out / ".work"
     work.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
-    plan = _plan(options.quick, settings.worker.max_batch)
+    plan = _plan(options.quick, settings.worker.max_batch, settings.worker.inference_chunk)
     notes: list[str] = []
     artifact, random_weights = resolve_artifact(options, settings, work)
     meta = read_meta(artifact)
