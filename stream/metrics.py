@@ -20,9 +20,7 @@ class WorkerMetrics:
             registry=r,
         )
         self.decode_seconds = Histogram(
-            "pawstream_worker_decode_seconds",
-            "Wall time a micro-batch waited for fetching and decoding (beyond what overlapped inference).",
-            registry=r,
+            "pawstream_worker_decode_seconds", "Wall time to resolve and decode one micro-batch.", registry=r
         )
         self.inference_seconds = Histogram(
             "pawstream_worker_inference_seconds", "Wall time of the model on one micro-batch.", registry=r

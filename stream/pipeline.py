@@ -91,34 +91,17 @@ class BatchProcessor:
         started = utcnow()
         self.metrics.events_in.inc(len(records))
         items = [_Item(r) for r in records]
-        # Decoding runs ahead in the decode pool while the model works: inference starts on the
-        # first `inference_chunk` ready images instead of waiting for the whole micro-batch, and
-        # each later slice was decoded during the one before it.
         t0 = time.perf_counter()
-        prepared = [asyncio.ensure_future(self._prepare(it)) for it in items]
-        chunk = self.settings.worker.inference_chunk
-        ok: list[_Item] = []
-        outputs: list[tuple[np.ndarray, np.ndarray] | EventError] = []
-        inference_s = 0.0
-        try:
-            ready: list[_Item] = []
-            for i, (it, task) in enumerate(zip(items, prepared, strict=True)):
-                await task
-                if it.error is None and it.tensor is not None:
-                    ready.append(it)
-                if ready and (len(ready) == chunk or i == len(items) - 1):
-                    t1 = time.perf_counter()
-                    outputs += await self._infer(ready)
-                    inference_s += time.perf_counter() - t1
-                    ok += ready
-                    ready = []
-        finally:
-            for task in prepared:
-                task.cancel()
-        self.metrics.decode_seconds.observe(time.perf_counter() - t0 - inference_s)
+        await asyncio.gather(*(self._prepare(it) for it in items))
+        self.metrics.decode_seconds.observe(time.perf_counter() - t0)
+        ok = [it for it in items if it.error is None and it.tensor is not None]
         if ok:
             self.metrics.batch_size.observe(len(ok))
-            self.metrics.inference_seconds.observe(inference_s)
+            t1 = time.perf_counter()
+            outputs = await self._infer(ok)
+            self.metrics.inference_seconds.observe(time.perf_counter() - t1)
+        else:
+            outputs = []
         return self._build(items, ok, outputs, started)
 
     async def _prepare(self, it: _Item) -> None:
@@ -152,9 +135,9 @@ class BatchProcessor:
 
     async def _infer(self, ok: list[_Item]) -> list[tuple[np.ndarray, np.ndarray] | EventError]:
         loop = asyncio.get_running_loop()
-        tensors = [it.tensor for it in ok if it.tensor is not None]
+        batch = torch.stack([it.tensor for it in ok if it.tensor is not None])
         try:
-            out = await loop.run_in_executor(self.inference_pool, self.predictor.predict_many, tensors)
+            out = await loop.run_in_executor(self.inference_pool, self.predictor.predict, batch)
             return [(out.probs[i], out.embeddings[i]) for i in range(len(ok))]
         except EventError:
             # Isolate the item that breaks the model instead of failing the whole batch.
@@ -164,7 +147,7 @@ class BatchProcessor:
                 assert it.tensor is not None
                 try:
                     one = await loop.run_in_executor(
-                        self.inference_pool, self.predictor.predict_many, [it.tensor]
+                        self.inference_pool, self.predictor.predict, it.tensor.unsqueeze(0)
                     )
                     results.append((one.probs[0], one.embeddings[0]))
                 except EventError as exc:
