@@ -342,9 +342,8 @@ def run_bench(
         "pipeline_over_model_only_fp32_same_batch": _ratio(fp32_run.capacity, fp32_model),
         "pipeline_over_model_only_bytes_fp32": _ratio(fp32_run.capacity, best("fp32", "bytes")),
         "pipeline_over_baseline_fp32": _ratio(fp32_run.capacity, baseline.capacity),
-        "fast_over_fp32_model_only": _ratio(_point(points, fast, "tensor", ref_bs), fp32_model)
-        if fast
-        else None,
+        # each runtime at its own best batch size: fp32 eager slows past a few images here
+        "fast_over_fp32_model_only": _ratio(best(fast, "tensor"), best("fp32", "tensor")) if fast else None,
         "fast_over_fp32_model_only_batch1": (
             _ratio(_point(points, fast, "tensor", 1), _point(points, "fp32", "tensor", 1)) if fast else None
         ),
@@ -380,7 +379,10 @@ def run_bench(
         ),
         _target("p99 latency at 50% of capacity, ms (fp32)", p99_half, "<=", 250),
         _target(
-            f"fast path ({fast}) / fp32 eager model-only", ratios["fast_over_fp32_model_only"], ">=", 2.0
+            f"fast path ({fast}) / fp32 eager model-only, best batch each",
+            ratios["fast_over_fp32_model_only"],
+            ">=",
+            2.0,
         ),
         _target(f"accuracy drop of {fast}, points", fast_drop, "<=", ACCURACY_BUDGET_POINTS),
         _target(

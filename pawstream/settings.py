@@ -98,7 +98,7 @@ class WorkerSettings(BaseModel):
         4, ge=1, description="Most images the model runs at once; bigger micro-batches run in slices."
     )
     heap_trim_rss_mb: float = Field(
-        480,
+        450,
         ge=0,
         description="After a batch, hand freed heap back to the OS if RSS is above this (0: always).",
     )
