@@ -10,12 +10,12 @@ from pathlib import Path
 import psutil
 
 # A TCP server; on SIGTERM it appends its name to a file and exits. With --grandchild it first
-# starts a sleeper in a session of its own and never cleans it up (like a careless wrapper).
+# starts a blocked process in a session of its own and never cleans it up (like a careless wrapper).
 SERVER = r"""
 import signal, socket, subprocess, sys, time
 name, port, stop_file, grandchild = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 if grandchild:
-    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"], start_new_session=True)
 def stop(*_):
     with open(stop_file, "a") as fh:
         fh.write(name + "\n")
@@ -31,7 +31,7 @@ while True:
 """
 
 FAIL = "import sys; print('boom: settings are missing a broker address', file=sys.stderr); sys.exit(3)"
-NEVER_READY = "import time; time.sleep(600)"
+NEVER_READY = "import signal\nwhile True: signal.pause()"  # blocks until killed, never listens
 
 
 def server_argv(tmp: Path, name: str, port: int, *, grandchild: bool = False) -> list[str]:

@@ -121,7 +121,7 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     script.write_text(
         textwrap.dedent(
             f"""
-            import functools, sys, time
+            import functools, signal, sys
             from pawstream.services.checks import tcp_check
             from pawstream.services.supervisor import ChildSpec, Supervisor
             argv = {server_argv(tmp_path, "api", port)!r}
@@ -129,7 +129,8 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
             sup = Supervisor([ChildSpec("api", argv, ready=ready)])
             sup.start()
             print(sup.child("api").pid, flush=True)
-            time.sleep(600)
+            while True:  # until the test kills this owner
+                signal.pause()
             """
         )
     )
