@@ -16,6 +16,7 @@ from pawstream.references import ReferenceFetcher
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
 from pawstream.vision.predictor import Predictor
+from pawstream.vision.runtime import HeapTrimmer
 from stream import fetch_wait
 from stream.app import add_broker_watchdog, add_classify_agent, create_app
 from stream.metrics import WorkerMetrics
@@ -50,8 +51,7 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
         calibration_dir=w.calibration_dir,
         calibration_images=w.calibration_images,
         chunk=w.inference_chunk,
-        trim_rss_mb=w.heap_trim_rss_mb,
-        trim_interval_s=w.heap_trim_interval_s,
+        trimmer=HeapTrimmer(w.heap_trim_rss_mb, w.heap_trim_interval_s),
     ).result()
     metrics = WorkerMetrics()
     metrics.set_model(predictor.model_info)

@@ -15,6 +15,7 @@ from pawstream.vision.artifact import ArtifactMeta, read_meta
 from pawstream.vision.models import Classifier, load_model
 from pawstream.vision.runtime import (
     EagerRunner,
+    HeapTrimmer,
     Runner,
     artifact_digest,
     build_runner,
@@ -81,13 +82,11 @@ class Predictor:
         calibration_dir: Path | None = None,
         calibration_images: int = 64,
         chunk: int | None = None,
-        trim_rss_mb: float = 0.0,
-        trim_interval_s: float = 0.0,
+        trimmer: HeapTrimmer | None = None,
     ) -> Predictor:
         """Load an artifact; ``runtime`` other than fp32 builds (or reuses) its model in ``cache_dir``;
         ``chunk`` caps the images the model runs at once (a bigger batch is run in slices), and
-        then freed heap goes back to the OS when RSS is above ``trim_rss_mb`` (at most once every
-        ``trim_interval_s``)."""
+        then ``trimmer`` may hand freed heap back to the OS."""
         meta = read_meta(path)
         predictor = cls(load_model(path, meta), meta, threads=threads, max_pixels=max_pixels)
         if runtime != "fp32" or chunk:
@@ -105,8 +104,7 @@ class Predictor:
                     digest=artifact_digest(path) if runtime != "fp32" else None,
                     calibration=calibration,
                     chunk=chunk,
-                    trim_rss_mb=trim_rss_mb,
-                    trim_interval_s=trim_interval_s,
+                    trimmer=trimmer,
                 )
             )
         logger.info(

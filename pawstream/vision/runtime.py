@@ -146,7 +146,8 @@ class HeapTrimmer:
 
 
 class ChunkedRunner:
-    """Runs a micro-batch in slices of at most ``chunk`` images, then trims the heap.
+    """Runs a micro-batch in slices of at most ``chunk`` images, then lets ``trimmer`` decide
+    whether to hand freed heap back to the OS.
 
     The worker's micro-batch (32) amortises Kafka and Python overhead; the model itself is no
     faster past ~8 images on two cores (its activations outgrow the caches), while its memory
@@ -306,12 +307,10 @@ def build_runner(
     digest: str | None = None,
     calibration: CalibrationSource | None = None,
     chunk: int | None = None,
-    trim_rss_mb: float = 0.0,
-    trim_interval_s: float = 0.0,
+    trimmer: HeapTrimmer | None = None,
 ) -> Runner:
     """The runner for ``runtime``; ``chunk`` caps how many images the model runs at once, and
-    the heap is trimmed after a call that leaves RSS above ``trim_rss_mb`` (0: after every call),
-    at most once every ``trim_interval_s``."""
+    ``trimmer`` (default: trim after every call) runs after each chunked call."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     runner: Runner
@@ -322,7 +321,7 @@ def build_runner(
             raise ValueError(f"runtime {runtime} needs a cache_dir and the artifact digest")
         path = onnx_model(model, meta, runtime, cache_dir=cache_dir, digest=digest, calibration=calibration)
         runner = OrtRunner(runtime, path, threads=threads)
-    return ChunkedRunner(runner, chunk, HeapTrimmer(trim_rss_mb, trim_interval_s)) if chunk else runner
+    return ChunkedRunner(runner, chunk, trimmer) if chunk else runner
 
 
 def calibration_batches(
