@@ -61,9 +61,11 @@ def baseline_server(
     runtime: str,
     cache_dir: Path,
     log_path: Path,
+    malloc_mb: tuple[float, float] = (0.0, 0.0),
     start_timeout_s: float = 120.0,
 ) -> Iterator[BaselineServer]:
-    """Start the server (not waiting for it: call ``wait_ready``); stopped on exit."""
+    """Start the server (not waiting for it: call ``wait_ready``); stopped on exit. ``malloc_mb``:
+    the worker's (mmap, trim) thresholds, so both serve the model with the same memory policy."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -79,6 +81,10 @@ def baseline_server(
         runtime,
         "--cache-dir",
         str(cache_dir),
+        "--malloc-mmap-threshold-mb",
+        str(malloc_mb[0]),
+        "--malloc-trim-threshold-mb",
+        str(malloc_mb[1]),
     ]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:

@@ -1,11 +1,11 @@
 """(c) The seed-style baseline: a plain FastAPI ``POST /predict``, one uploaded image per request.
 
 This is what every seed of the project builds, kept here only to be measured against; it is
-not part of the product. It serves the same artifact with the same Predictor, the same runtime
-and the same torch thread count as the worker. Each request decodes and classifies its image
-alone (batch of one) in a single model thread, so requests never fight over the two cores,
-and that thread also built the model, so it has the worker's OpenMP setup (one team): the
-strongest honest form of the per-request design, not a straw man.
+not part of the product. It serves the same artifact with the same Predictor, the same runtime,
+the same torch thread count and the same malloc tuning as the worker. Each request decodes and
+classifies its image alone (batch of one) in a single model thread, so requests never fight
+over the two cores, and that thread also built the model, so it has the worker's OpenMP setup
+(one team): the strongest honest form of the per-request design, not a straw man.
 
 Run as ``python -m bench.baseline_server --artifact PATH --port N [--threads 2] [--runtime fp32]``.
 """
@@ -25,6 +25,7 @@ from fastapi import FastAPI, File, HTTPException, UploadFile
 
 from pawstream.logs import configure_logging
 from pawstream.schemas import EventError
+from pawstream.vision.memory import tune_malloc
 from pawstream.vision.predictor import Predictor
 
 logger = logging.getLogger(__name__)
@@ -70,8 +71,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runtime", default="fp32")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--max-pixels", type=int, default=40_000_000)
+    parser.add_argument("--malloc-mmap-threshold-mb", type=float, default=0.0)
+    parser.add_argument("--malloc-trim-threshold-mb", type=float, default=0.0)
     args = parser.parse_args(argv)
     configure_logging("WARNING", json_logs=True)
+    tune_malloc(args.malloc_mmap_threshold_mb, args.malloc_trim_threshold_mb)  # the worker's memory policy
     # Built in the thread that will run it, as the worker does (one OpenMP team per process).
     model_thread = ThreadPoolExecutor(1, thread_name_prefix="baseline-model")
     predictor = model_thread.submit(

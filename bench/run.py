@@ -38,6 +38,7 @@ from bench.results import (
 from pawstream.broker import LocalBroker
 from pawstream.settings import Settings
 from pawstream.vision.artifact import ArtifactMeta, InputConfig, read_meta, save_artifact
+from pawstream.vision.memory import tune_malloc
 from pawstream.vision.models import DEFAULT_INPUT, build_model
 from pawstream.vision.predictor import Predictor
 from pawstream.vision.runtime import RUNTIMES, artifact_digest, build_runner, calibration_batches, image_files
@@ -217,7 +218,8 @@ def run_bench(
         kafka = settings.kafka.model_copy(update={"session_timeout_s": 4.0, "heartbeat_interval_s": 0.5})
         settings = settings.model_copy(update={"kafka": kafka})
 
-    # (a) model-only, and accuracy of each runtime against fp32
+    # (a) model-only, and accuracy of each runtime against fp32; with the worker's memory policy
+    tune_malloc(settings.worker.malloc_mmap_threshold_mb, settings.worker.malloc_trim_threshold_mb)
     predictors = load_predictors(
         artifact,
         settings,
@@ -284,6 +286,7 @@ def run_bench(
         runtime="fp32",
         cache_dir=settings.worker.runtime_cache_dir,
         log_path=work / "logs" / "baseline-fp32.log",
+        malloc_mb=(settings.worker.malloc_mmap_threshold_mb, settings.worker.malloc_trim_threshold_mb),
     )
     # --quick starts the baseline server early so its start-up overlaps the pipeline's (the
     # numbers are not meaningful there); a full run keeps every measured thing alone on the cores.

@@ -97,6 +97,18 @@ class WorkerSettings(BaseModel):
     inference_chunk: int = Field(
         4, ge=1, description="Most images the model runs at once; bigger micro-batches run in slices."
     )
+    malloc_mmap_threshold_mb: float = Field(
+        32,
+        ge=0,
+        le=2047,
+        description="glibc serves allocations below this from its heap, not fresh mmaps (0: its default).",
+    )
+    malloc_trim_threshold_mb: float = Field(
+        1024,
+        ge=0,
+        le=2047,
+        description="Freed memory glibc keeps instead of returning it at once (0: its default).",
+    )
     heap_trim_rss_mb: float = Field(
         450,
         ge=0,

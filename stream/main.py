@@ -15,8 +15,8 @@ from pawstream import offsets
 from pawstream.references import ReferenceFetcher
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
+from pawstream.vision.memory import HeapTrimmer, tune_malloc
 from pawstream.vision.predictor import Predictor
-from pawstream.vision.runtime import HeapTrimmer
 from stream import fetch_wait
 from stream.app import add_broker_watchdog, add_classify_agent, create_app
 from stream.metrics import WorkerMetrics
@@ -40,6 +40,8 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
     # One thread owns every torch op: the model is built, warmed up and run in it. A second
     # thread doing torch work gets an OpenMP team of its own, and with more OpenMP threads than
     # cores libgomp stops spin-waiting between ops: measured 66 -> 47 img/s for the same batches.
+    # Before the model allocates anything: keep its activation buffers in the heap (vision/memory.py).
+    tune_malloc(w.malloc_mmap_threshold_mb, w.malloc_trim_threshold_mb)
     inference_pool = ThreadPoolExecutor(1, thread_name_prefix="inference")
     predictor = inference_pool.submit(
         Predictor.from_artifact,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +12,11 @@ import torch
 
 from pawstream.schemas import DeadLetterReason, EventError, ModelInfo
 from pawstream.vision.artifact import ArtifactMeta, read_meta
+from pawstream.vision.memory import HeapTrimmer
 from pawstream.vision.models import Classifier, load_model
 from pawstream.vision.runtime import (
+    ChunkedRunner,
     EagerRunner,
-    HeapTrimmer,
     Runner,
     artifact_digest,
     build_runner,
@@ -128,20 +129,27 @@ class Predictor:
 
     def predict(self, batch: torch.Tensor) -> BatchOutput:
         """Classify a (N, 3, H, W) batch of preprocessed tensors."""
+        return self._outputs(lambda: self.runner(batch))
+
+    def predict_many(self, tensors: Sequence[torch.Tensor]) -> BatchOutput:
+        """Classify preprocessed (3, H, W) tensors, stacking them in the calling thread.
+
+        Stacking is a torch op: doing it in the thread that runs the model keeps every torch op
+        in one thread, so only that thread owns an OpenMP team (see vision/transforms.py). A
+        chunked runner stacks slice by slice instead of the whole micro-batch at once.
+        """
+        if isinstance(self.runner, ChunkedRunner):
+            runner = self.runner
+            return self._outputs(lambda: runner.run_many(tensors))
+        return self.predict(torch.stack(list(tensors)))
+
+    def _outputs(self, run: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> BatchOutput:
         try:
-            emb, logits = self.runner(batch)
+            emb, logits = run()
             probs = torch.softmax(logits / self.meta.temperature, dim=1)
         except RuntimeError as exc:
             raise EventError(DeadLetterReason.INFERENCE, f"inference failed: {exc}") from exc
         return BatchOutput(probs=probs.numpy(), embeddings=emb.float().numpy())
-
-    def predict_many(self, tensors: Sequence[torch.Tensor]) -> BatchOutput:
-        """Stack preprocessed (3, H, W) tensors and classify them, all in the calling thread.
-
-        The stack is a torch op: doing it in the thread that runs the model keeps every torch op
-        in one thread, so only that thread owns an OpenMP team (see vision/transforms.py).
-        """
-        return self.predict(torch.stack(list(tensors)))
 
     def predict_bytes(self, items: Sequence[bytes]) -> list[tuple[np.ndarray, np.ndarray] | EventError]:
         """Convenience for tools and benchmarks: decode + predict, one result or error per item."""

@@ -14,8 +14,9 @@ import torch
 from pawstream.references import ReferenceFetcher
 from pawstream.schemas import DeadLetterReason, EventError, ImageEvent
 from pawstream.settings import Settings, WorkerSettings
+from pawstream.vision.memory import THRESHOLD_MAX_MB, HeapTrimmer, tune_malloc
 from pawstream.vision.predictor import Predictor
-from pawstream.vision.runtime import RUNTIMES, HeapTrimmer, build_runner, cache_path
+from pawstream.vision.runtime import RUNTIMES, build_runner, cache_path
 from stream.metrics import WorkerMetrics
 from stream.pipeline import BatchProcessor, Record
 from tests.conftest import jpeg_bytes
@@ -163,3 +164,27 @@ def test_heap_trimmer_trims_only_above_its_soft_limit_and_at_most_once_per_inter
     tight()
     tight()
     assert tight.trims == 1  # over the limit, but the second call falls inside the interval
+
+
+def test_chunked_predict_many_stacks_slice_by_slice_and_gives_the_one_batch_answers(
+    tiny_artifact: Path, batch: torch.Tensor
+) -> None:
+    whole = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=MAX_PIXELS).predict(batch)
+    trimmer = HeapTrimmer(soft_limit_mb=0)
+    chunked = Predictor.from_artifact(
+        tiny_artifact, threads=1, max_pixels=MAX_PIXELS, chunk=4, trimmer=trimmer
+    )
+    trims_after_warmup = trimmer.trims
+    out = chunked.predict_many(list(batch))  # 6 images: slices of 4 and 2
+    np.testing.assert_allclose(out.probs, whole.probs, atol=1e-5)
+    np.testing.assert_allclose(out.embeddings, whole.embeddings, atol=1e-4)
+    assert trimmer.trims == trims_after_warmup + 1  # once per micro-batch, not per slice
+
+
+def test_malloc_tuning_is_accepted_by_glibc_and_rejects_what_a_c_int_cannot_hold() -> None:
+    assert tune_malloc(32, 1024)
+    assert tune_malloc(0, 0)  # 0 leaves both thresholds alone
+    with pytest.raises(ValueError, match="outside"):
+        tune_malloc(THRESHOLD_MAX_MB + 1, 0)  # would wrap around in mallopt's int
+    with pytest.raises(ValueError, match="outside"):
+        tune_malloc(0, -1)
