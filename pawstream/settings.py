@@ -117,6 +117,11 @@ class WorkerSettings(BaseModel):
     heap_trim_interval_s: float = Field(
         2.0, ge=0, description="At most one heap trim per this many seconds (each costs a page-fault refill)."
     )
+    fetch_partition_max_bytes: int = Field(
+        1024 * 1024,
+        gt=0,
+        description="Bytes the worker prefetches per partition and fetch; a bigger record still comes alone.",
+    )
     fetch_max_wait_s: float = Field(
         0.05, gt=0, description="Cap on the worker consumer's fetch long-poll (Tansu answers at its end)."
     )

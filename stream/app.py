@@ -41,6 +41,10 @@ def create_app(settings: Settings) -> faust.App:
         w.app_id,
         stream_buffer_maxsize=w.buffer_max,
         broker_max_poll_records=max(w.max_batch * 2, 64),
+        # Prefetched records sit in memory until the agent takes them: at 4 MB a partition (the
+        # producers' request size) a backlog held ~16 MB of raw images plus their record copies.
+        # A record bigger than this still arrives, alone (KIP-74; Tansu too, tried at 2.5 MB).
+        consumer_max_fetch_size=w.fetch_partition_max_bytes,
     )
     return app
 
