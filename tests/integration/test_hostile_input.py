@@ -29,8 +29,11 @@ R = DeadLetterReason
 
 @pytest.fixture
 async def hostile_http() -> AsyncIterator[str]:
+    # The slow endpoint answers only when the fixture ends: past any client deadline.
+    released = asyncio.Event()
+
     async def slow(_: web.Request) -> web.Response:
-        await asyncio.sleep(8)
+        await released.wait()
         return web.Response(body=jpeg_bytes(1))
 
     async def endless(request: web.Request) -> web.StreamResponse:
@@ -61,6 +64,7 @@ async def hostile_http() -> AsyncIterator[str]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     yield f"http://127.0.0.1:{port}"
+    released.set()
     await runner.cleanup()
 
 

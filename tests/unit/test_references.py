@@ -81,8 +81,11 @@ async def http_server() -> AsyncIterator[str]:
     async def ok(_: web.Request) -> web.Response:
         return web.Response(body=IMG, content_type="image/jpeg")
 
+    # The slow endpoint answers only when the fixture ends: past any client deadline.
+    released = asyncio.Event()
+
     async def slow(_: web.Request) -> web.Response:
-        await asyncio.sleep(5)
+        await released.wait()
         return web.Response(body=IMG)
 
     async def endless(request: web.Request) -> web.StreamResponse:
@@ -118,6 +121,7 @@ async def http_server() -> AsyncIterator[str]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     yield f"http://127.0.0.1:{port}"
+    released.set()
     await runner.cleanup()
 
 
