@@ -67,18 +67,21 @@ def _tensor_step(pred: Predictor, batches: list[torch.Tensor]) -> Callable[[int]
 def _bytes_step(
     pred: Predictor, photos: Sequence[Photo], bs: int, pool: ThreadPoolExecutor
 ) -> Callable[[int], None]:
-    """Decode (in the pool, as the worker does) and classify the next ``bs`` photos."""
+    """Decode (in the pool, as the worker does) and classify the next ``bs`` photos (resizing in
+    this, the model's, thread, as the worker does)."""
 
     def step(i: int) -> None:
         offset = (i * bs) % len(photos)
         chunk = [photos[(offset + j) % len(photos)].data for j in range(bs)]
-        pred.predict(torch.stack(list(pool.map(pred.preprocess, chunk))))
+        pred.predict_many(list(pool.map(pred.decode, chunk)))
 
     return step
 
 
 def decode_all(predictor: Predictor, photos: Sequence[Photo], pool: ThreadPoolExecutor) -> list[torch.Tensor]:
-    return list(pool.map(predictor.preprocess, [p.data for p in photos]))
+    """Model inputs for ``photos``: decoded in the pool, resized and normalised in this thread."""
+    pixels = list(pool.map(predictor.decode, [p.data for p in photos]))
+    return list(predictor.prepare(pixels))
 
 
 def measure(
@@ -187,9 +190,9 @@ def accuracy(
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
 
-            def load(row: tuple[Path, str]) -> torch.Tensor | None:
+            def load(row: tuple[Path, str]) -> np.ndarray | None:
                 try:
-                    return ref.preprocess(row[0].read_bytes())
+                    return ref.decode(row[0].read_bytes())
                 except (OSError, EventError) as exc:
                     logger.warning("accuracy image skipped", extra={"path": str(row[0]), "error": str(exc)})
                     return None
@@ -198,7 +201,7 @@ def accuracy(
             keep = [(t, row[1]) for t, row in zip(decoded, chunk, strict=True) if t is not None]
             if not keep:
                 continue
-            x = torch.stack([t for t, _ in keep])
+            x = ref.prepare([t for t, _ in keep])
             truth = np.array([labels.index(lbl) if lbl in labels else -1 for _, lbl in keep])
             ref_pred = np.argmax(ref.predict(x).probs, axis=1)
             for name, pred in predictors.items():

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
-import torch
 
 from pawstream.references import ReferenceFetcher
 from pawstream.schemas import (
@@ -59,7 +58,7 @@ class _Item:
     record: Record
     event: ImageEvent | None = None
     data: bytes | None = None
-    tensor: torch.Tensor | None = None
+    pixels: np.ndarray | None = None  # decoded, before the model thread resizes and normalises
     error: EventError | None = None
     stage: Literal["parse", "resolve", "decode", "inference"] = "parse"
 
@@ -95,10 +94,10 @@ class BatchProcessor:
         # All of a micro-batch is decoded before the model runs (in slices of inference_chunk,
         # see ChunkedRunner). Feeding the model slice by slice while later images still decode
         # was measured: 55 vs 60 img/s fp32 in-process, as the decode threads then compete with
-        # torch's OpenMP threads for the two cores.
+        # torch's OpenMP threads for the two cores. Resizing happens in the model's thread.
         await asyncio.gather(*(self._prepare(it) for it in items))
         self.metrics.decode_seconds.observe(time.perf_counter() - t0)
-        ok = [it for it in items if it.error is None and it.tensor is not None]
+        ok = [it for it in items if it.error is None and it.pixels is not None]
         if ok:
             self.metrics.batch_size.observe(len(ok))
             t1 = time.perf_counter()
@@ -129,7 +128,7 @@ class BatchProcessor:
             if ev.sha256 and sha256_hex(it.data) != ev.sha256:
                 raise EventError(DeadLetterReason.CHECKSUM, "image bytes do not match the event's sha256")
             it.stage = "decode"
-            it.tensor = await loop.run_in_executor(self.decode_pool, self.predictor.preprocess, it.data)
+            it.pixels = await loop.run_in_executor(self.decode_pool, self.predictor.decode, it.data)
         except EventError as exc:
             it.error = exc
         except Exception as exc:  # a bug or an unexpected library error: dead-letter, never crash the batch
@@ -139,21 +138,21 @@ class BatchProcessor:
 
     async def _infer(self, ok: list[_Item]) -> list[tuple[np.ndarray, np.ndarray] | EventError]:
         loop = asyncio.get_running_loop()
-        # predict_many stacks in the model thread: no torch op on the event loop's thread (an
-        # OpenMP team there would throttle the model's; see Predictor).
-        tensors = [it.tensor for it in ok if it.tensor is not None]
+        # predict_many resizes and stacks in the model thread: no torch op on the event loop's
+        # thread (an OpenMP team there would throttle the model's; see Predictor).
+        pixels = [it.pixels for it in ok if it.pixels is not None]
         try:
-            out = await loop.run_in_executor(self.inference_pool, self.predictor.predict_many, tensors)
+            out = await loop.run_in_executor(self.inference_pool, self.predictor.predict_many, pixels)
             return [(out.probs[i], out.embeddings[i]) for i in range(len(ok))]
         except EventError:
             # Isolate the item that breaks the model instead of failing the whole batch.
             logger.warning("batch inference failed; retrying items one by one", extra={"batch": len(ok)})
             results: list[tuple[np.ndarray, np.ndarray] | EventError] = []
             for it in ok:
-                assert it.tensor is not None
+                assert it.pixels is not None
                 try:
                     one = await loop.run_in_executor(
-                        self.inference_pool, self.predictor.predict_many, [it.tensor]
+                        self.inference_pool, self.predictor.predict_many, [it.pixels]
                     )
                     results.append((one.probs[0], one.embeddings[0]))
                 except EventError as exc:

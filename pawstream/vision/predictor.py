@@ -12,6 +12,7 @@ import torch
 
 from pawstream.schemas import DeadLetterReason, EventError, ModelInfo
 from pawstream.vision.artifact import ArtifactMeta, read_meta
+from pawstream.vision.decode import load_rgb
 from pawstream.vision.memory import HeapTrimmer
 from pawstream.vision.models import Classifier, load_model
 from pawstream.vision.runtime import (
@@ -23,7 +24,7 @@ from pawstream.vision.runtime import (
     calibration_batches,
     image_files,
 )
-from pawstream.vision.transforms import create_transform, image_to_tensor
+from pawstream.vision.transforms import EvalTransform, image_to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +38,13 @@ class BatchOutput:
 class Predictor:
     """Decodes, preprocesses and classifies images with one model artifact.
 
-    ``preprocess`` is thread-safe and torch-free until its final ``from_numpy`` (Pillow and numpy
-    release the GIL for most of the work), so callers decode in a pool while ``predict`` runs.
-    Build the Predictor and call ``predict`` from one and the same thread: every thread that runs
-    a torch op gets its own OpenMP team, and once there are more OpenMP threads than cores libgomp
-    stops spin-waiting between ops, which halves EfficientNet's speed on two cores.
+    Preprocessing has two stages (see vision/transforms.py): ``decode`` is thread-safe and
+    torch-free (Pillow and numpy release the GIL for most of the work), so callers decode in a
+    pool; ``predict_many`` then resizes, crops, normalises and classifies in the model's thread.
+    Build the Predictor and call ``predict*`` and ``preprocess`` from one and the same thread:
+    every thread that runs a torch op gets its own OpenMP team, and once there are more OpenMP
+    threads than cores libgomp stops spin-waiting between ops, which halves EfficientNet's speed
+    on two cores.
     """
 
     def __init__(
@@ -58,7 +61,7 @@ class Predictor:
         self.labels = list(meta.labels)
         self.max_pixels = max_pixels
         self.model = model.eval()
-        self.transform = create_transform(meta.input, is_training=False)
+        self.transform = EvalTransform(meta.input)
         self.use_runner(runner or EagerRunner(model))
 
     def use_runner(self, runner: Runner) -> None:
@@ -123,25 +126,35 @@ class Predictor:
             predictor.predict(torch.zeros(1, 3, meta.input.size, meta.input.size))
         return predictor
 
+    def decode(self, data: bytes) -> np.ndarray:
+        """Stage 1, any thread: bytes -> (H, W, 3) uint8 pixels; raises EventError(decode | too_large)."""
+        return self.transform.pixels(
+            load_rgb(data, draft_size=self.meta.input.resize, max_pixels=self.max_pixels)
+        )
+
+    def prepare(self, pixels: Sequence[np.ndarray]) -> torch.Tensor:
+        """Stage 2, the model's thread: decoded pixels -> the model's (N, 3, S, S) input batch."""
+        return self.transform.batch(pixels)
+
     def preprocess(self, data: bytes) -> torch.Tensor:
-        """Image bytes -> (3, H, W) input tensor; raises EventError(decode | too_large)."""
+        """Both stages for one image (the model's thread): bytes -> (3, S, S) input tensor."""
         return image_to_tensor(data, self.meta.input, self.transform, max_pixels=self.max_pixels)
 
     def predict(self, batch: torch.Tensor) -> BatchOutput:
         """Classify a (N, 3, H, W) batch of preprocessed tensors."""
         return self._outputs(lambda: self.runner(batch))
 
-    def predict_many(self, tensors: Sequence[torch.Tensor]) -> BatchOutput:
-        """Classify preprocessed (3, H, W) tensors, stacking them in the calling thread.
+    def predict_many(self, pixels: Sequence[np.ndarray]) -> BatchOutput:
+        """Classify decoded images (``decode``'s output), preparing them in the calling thread.
 
-        Stacking is a torch op: doing it in the thread that runs the model keeps every torch op
-        in one thread, so only that thread owns an OpenMP team (see vision/transforms.py). A
-        chunked runner stacks slice by slice instead of the whole micro-batch at once.
+        Resizing and stacking are torch ops: doing them in the thread that runs the model keeps
+        every torch op in one thread, so only that thread owns an OpenMP team. A chunked runner
+        prepares slice by slice instead of the whole micro-batch at once.
         """
         if isinstance(self.runner, ChunkedRunner):
             runner = self.runner
-            return self._outputs(lambda: runner.run_many(tensors))
-        return self.predict(torch.stack(list(tensors)))
+            return self._outputs(lambda: runner.run_many(pixels, self.prepare))
+        return self.predict(self.prepare(pixels))
 
     def _outputs(self, run: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> BatchOutput:
         try:
@@ -153,18 +166,18 @@ class Predictor:
 
     def predict_bytes(self, items: Sequence[bytes]) -> list[tuple[np.ndarray, np.ndarray] | EventError]:
         """Convenience for tools and benchmarks: decode + predict, one result or error per item."""
-        tensors: list[torch.Tensor] = []
+        decoded: list[np.ndarray] = []
         results: list[tuple[np.ndarray, np.ndarray] | EventError] = []
         slots: list[int] = []
         for data in items:
             try:
-                tensors.append(self.preprocess(data))
+                decoded.append(self.decode(data))
                 slots.append(len(results))
                 results.append(EventError(DeadLetterReason.INFERENCE, "not run"))
             except EventError as exc:
                 results.append(exc)
-        if tensors:
-            out = self.predict(torch.stack(tensors))
+        if decoded:
+            out = self.predict_many(decoded)
             for row, slot in enumerate(slots):
                 results[slot] = (out.probs[row], out.embeddings[row])
         return results

@@ -166,7 +166,7 @@ def test_heap_trimmer_trims_only_above_its_soft_limit_and_at_most_once_per_inter
     assert tight.trims == 1  # over the limit, but the second call falls inside the interval
 
 
-def test_chunked_predict_many_stacks_slice_by_slice_and_gives_the_one_batch_answers(
+def test_chunked_predict_many_prepares_slice_by_slice_and_gives_the_one_batch_answers(
     tiny_artifact: Path, batch: torch.Tensor
 ) -> None:
     whole = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=MAX_PIXELS).predict(batch)
@@ -175,7 +175,8 @@ def test_chunked_predict_many_stacks_slice_by_slice_and_gives_the_one_batch_answ
         tiny_artifact, threads=1, max_pixels=MAX_PIXELS, chunk=4, trimmer=trimmer
     )
     trims_after_warmup = trimmer.trims
-    out = chunked.predict_many(list(batch))  # 6 images: slices of 4 and 2
+    pixels = [chunked.decode(jpeg_bytes(i)) for i in range(6)]  # the images `batch` was made from
+    out = chunked.predict_many(pixels)  # 6 images: slices of 4 and 2
     np.testing.assert_allclose(out.probs, whole.probs, atol=1e-5)
     np.testing.assert_allclose(out.embeddings, whole.embeddings, atol=1e-4)
     assert trimmer.trims == trims_after_warmup + 1  # once per micro-batch, not per slice

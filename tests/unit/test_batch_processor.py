@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pawstream.references import ReferenceFetcher
 from pawstream.schemas import DeadLetterReason, ImageEvent
@@ -24,9 +24,9 @@ class ThreadRecordingPredictor(Predictor):
 
     threads: set[str]
 
-    def predict_many(self, tensors: list[torch.Tensor]) -> BatchOutput:  # type: ignore[override]
+    def predict_many(self, pixels: Sequence[np.ndarray]) -> BatchOutput:
         self.threads.add(threading.current_thread().name)
-        return super().predict_many(tensors)
+        return super().predict_many(pixels)
 
 
 async def test_outputs_stay_with_their_records_and_the_model_runs_in_its_thread(tiny_artifact: Path) -> None:

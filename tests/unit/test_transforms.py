@@ -1,4 +1,4 @@
-"""The eval transform (Pillow + numpy) against torchvision's, and its thread behaviour."""
+"""The eval transform against torchvision's (and Pillow's resize), and its thread behaviour."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from pawstream.vision.artifact import IMAGENET_MEAN, IMAGENET_STD, InputConfig
-from pawstream.vision.transforms import create_transform, image_to_tensor
+from pawstream.vision.decode import load_rgb
+from pawstream.vision.transforms import EvalTransform, create_transform, image_to_tensor
 from pawstream.vision.tv import torchvision
 
 
@@ -27,14 +28,20 @@ def _photo(size: tuple[int, int], seed: int) -> Image.Image:
     return Image.fromarray(noisy, "RGB")
 
 
-def _torchvision_eval(cfg: InputConfig) -> object:
+def _torchvision_eval(cfg: InputConfig, *, on_pil: bool = False) -> object:
+    """torchvision's eval pipeline on uint8 tensors (or, ``on_pil``, resizing with Pillow)."""
     v2 = torchvision().transforms.v2
     interp = v2.InterpolationMode(cfg.interpolation)
+    resize = [
+        v2.Resize(cfg.resize, interpolation=interp, antialias=True),
+        v2.CenterCrop(cfg.size),
+        v2.PILToTensor(),
+    ]
+    if not on_pil:  # torchvision's tensor path: the same uint8 resize kernel as ours
+        resize = [v2.PILToTensor(), *resize[:2]]
     return v2.Compose(
         [
-            v2.Resize(cfg.resize, interpolation=interp, antialias=True),
-            v2.CenterCrop(cfg.size),
-            v2.PILToTensor(),
+            *resize,
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean=list(cfg.mean), std=list(cfg.std)),
         ]
@@ -60,6 +67,10 @@ def test_eval_transform_is_bit_identical_to_torchvision(size: tuple[int, int], c
     assert ours.dtype == torch.float32 and ours.shape == (3, cfg.size, cfg.size)
     assert ours.is_contiguous()
     assert torch.equal(ours, reference)
+    # and within one grey level of Pillow's own resize (the path the artifact used to be trained on)
+    pil = _torchvision_eval(cfg, on_pil=True)(img)  # type: ignore[operator]
+    one_level = 1 / 255 / min(cfg.std) + 1e-6
+    assert float((ours - pil).abs().max()) <= one_level
 
 
 def test_training_transform_augments_and_keeps_the_same_tail() -> None:
@@ -83,7 +94,7 @@ def test_bad_input_configs_are_refused() -> None:
         create_transform(InputConfig(interpolation="sinc"), is_training=False)
 
 
-def test_preprocessing_in_a_pool_thread_starts_no_openmp_threads() -> None:
+def test_decode_stage_in_a_pool_thread_starts_no_openmp_threads() -> None:
     """Decode threads must not become OpenMP masters (see pawstream/vision/transforms.py)."""
     torch.set_num_threads(2)
     torch.ones(1 << 20).add_(1)  # the main thread's own OpenMP team exists before we count
@@ -91,16 +102,22 @@ def test_preprocessing_in_a_pool_thread_starts_no_openmp_threads() -> None:
     buf = io.BytesIO()
     _photo((640, 480), seed=3).save(buf, "JPEG")
     data = buf.getvalue()
-    transform = create_transform(cfg, is_training=False)
+    transform = EvalTransform(cfg)
+
+    def decode_stage(data: bytes) -> np.ndarray:
+        return transform.pixels(load_rgb(data, draft_size=cfg.resize, max_pixels=10**8))
+
     proc = psutil.Process()
     with ThreadPoolExecutor(1) as pool:
         pool.submit(threading.get_ident).result()  # the pool's thread is running before we count
         before = proc.num_threads()
-        out = pool.submit(image_to_tensor, data, cfg, transform, max_pixels=10**8).result()
+        pixels = pool.submit(decode_stage, data).result()
         after = proc.num_threads()
         # the check is able to fail: a torch op of the same size in that thread starts a team
         pool.submit(lambda: torch.ones(3, 224, 224).sub_(0.5).div_(0.5)).result()
         with_torch = proc.num_threads()
-    assert out.shape == (3, 224, 224)
+    assert pixels.shape == (480, 640, 3)
     assert after == before
+    # the torch stage in this (the model's) thread gives the same tensor as the whole transform
+    assert torch.equal(transform.batch([pixels])[0], image_to_tensor(data, cfg, transform, max_pixels=10**8))
     assert with_torch > before
