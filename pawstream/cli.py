@@ -217,8 +217,11 @@ def bench(
         "../shared/data/catsdogs"
     ),
     runtimes: Annotated[
-        str, typer.Option(help="Comma-separated runtimes to compare with fp32: bf16,onnx,int8.")
-    ] = "bf16,onnx,int8",
+        str,
+        typer.Option(
+            help="Comma-separated runtimes to compare with fp32: bf16,onnx,int8,openvino,openvino-bf16."
+        ),
+    ] = "bf16,onnx,int8,openvino-bf16",
 ) -> None:
     """Benchmark model-only, pipeline and a per-request HTTP baseline in one run; write JSON + plot."""
     from bench.run import BenchOptions, run_bench

@@ -83,12 +83,13 @@ class WorkerSettings(BaseModel):
     deadletter_payload_max_bytes: int = Field(
         256 * 1024, ge=0, description="Larger original payloads are truncated in dead letters."
     )
-    runtime: Literal["fp32", "bf16", "onnx", "int8"] = Field(
+    runtime: Literal["fp32", "bf16", "onnx", "int8", "openvino", "openvino-bf16"] = Field(
         "fp32",
         description="Inference path (see pawstream/vision/runtime.py); each prediction's model.runtime.",
     )
     runtime_cache_dir: Path = Field(
-        Path("var/runtime"), description="Where ONNX / int8 models derived from the artifact are cached."
+        Path("var/runtime"),
+        description="Where ONNX, int8 and OpenVINO models derived from the artifact are cached.",
     )
     calibration_dir: Path | None = Field(
         None, description="Folder of typical photos; int8 calibrates on them when its cache is cold."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pawstream.vision.decode import load_rgb
 from pawstream.vision.memory import HeapTrimmer
 from pawstream.vision.models import Classifier, load_model
 from pawstream.vision.runtime import (
+    EAGER_RUNTIMES,
     ChunkedRunner,
     EagerRunner,
     Runner,
@@ -49,20 +51,30 @@ class Predictor:
 
     def __init__(
         self,
-        model: Classifier,
+        model: Classifier | Callable[[], Classifier],
         meta: ArtifactMeta,
         *,
         threads: int,
         max_pixels: int,
         runner: Runner | None = None,
     ) -> None:
+        """``model``: the torch model, or a function that loads it when first needed (a runner
+        built from a cached export never needs it, nor the libraries that define it)."""
         torch.set_num_threads(threads)
         self.meta = meta
         self.labels = list(meta.labels)
         self.max_pixels = max_pixels
-        self.model = model.eval()
+        self._model = model.eval() if isinstance(model, Classifier) else None
+        self._load_model = model
         self.transform = EvalTransform(meta.input)
-        self.use_runner(runner or EagerRunner(model))
+        self.use_runner(runner or EagerRunner(self.model))
+
+    @property
+    def model(self) -> Classifier:
+        if self._model is None:
+            assert not isinstance(self._load_model, Classifier)
+            self._model = self._load_model().eval()
+        return self._model
 
     def use_runner(self, runner: Runner) -> None:
         """Switch the inference path; every prediction's ModelInfo.runtime names it."""
@@ -92,25 +104,37 @@ class Predictor:
         ``chunk`` caps the images the model runs at once (a bigger batch is run in slices), and
         then ``trimmer`` may hand freed heap back to the OS."""
         meta = read_meta(path)
-        predictor = cls(load_model(path, meta), meta, threads=threads, max_pixels=max_pixels)
-        if runtime != "fp32" or chunk:
+        if runtime == "fp32" and not chunk:
+            predictor = cls(load_model(path, meta), meta, threads=threads, max_pixels=max_pixels)
+        else:
+            # The torch model (and timm and torchvision, ~115 MB of a worker's memory) is loaded
+            # only when the runtime needs it: eager runtimes, or an export not yet in the cache.
+            load = functools.partial(load_model, path, meta)
+            model: Classifier | Callable[[], Classifier] = (
+                load() if runtime in EAGER_RUNTIMES else functools.cache(load)
+            )
             calibration = None
             if calibration_dir is not None and runtime == "int8":
-                files = image_files(calibration_dir)
-                calibration = calibration_batches(files, predictor.preprocess, limit=calibration_images)
-            predictor.use_runner(
-                build_runner(
-                    predictor.model,
-                    meta,
-                    runtime,
-                    threads=threads,
-                    cache_dir=cache_dir,
-                    digest=artifact_digest(path) if runtime != "fp32" else None,
-                    calibration=calibration,
-                    chunk=chunk,
-                    trimmer=trimmer,
+                transform = EvalTransform(meta.input)
+
+                def preprocess(data: bytes) -> torch.Tensor:
+                    return image_to_tensor(data, meta.input, transform, max_pixels=max_pixels)
+
+                calibration = calibration_batches(
+                    image_files(calibration_dir), preprocess, limit=calibration_images
                 )
+            runner = build_runner(
+                model,
+                meta,
+                runtime,
+                threads=threads,
+                cache_dir=cache_dir,
+                digest=artifact_digest(path) if runtime not in EAGER_RUNTIMES else None,
+                calibration=calibration,
+                chunk=chunk,
+                trimmer=trimmer,
             )
+            predictor = cls(model, meta, threads=threads, max_pixels=max_pixels, runner=runner)
         logger.info(
             "model loaded",
             extra={
