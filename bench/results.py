@@ -22,6 +22,7 @@ class Machine(BaseModel):
     python: str
     torch: str
     onnxruntime: str | None = None
+    openvino: str | None = None
     load_avg_start: float
     load_avg_end: float = 0.0
 

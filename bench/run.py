@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import importlib.metadata
 import logging
 import os
 import platform
@@ -95,19 +96,20 @@ def machine_info() -> Machine:
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    try:
-        import onnxruntime
-
-        ort_version: str | None = onnxruntime.__version__
-    except ImportError:
-        ort_version = None
+    versions: dict[str, str | None] = {}
+    for lib in ("onnxruntime", "openvino"):
+        try:
+            versions[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            versions[lib] = None
     return Machine(
         cpu=cpu,
         cores=os.cpu_count() or 0,
         isa=[f for f in _ISA if f in flags],
         python=platform.python_version(),
         torch=torch.__version__,
-        onnxruntime=ort_version,
+        onnxruntime=versions["onnxruntime"],
+        openvino=versions["openvino"],
         load_avg_start=os.getloadavg()[0],
     )
 
