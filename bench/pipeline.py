@@ -318,6 +318,20 @@ def worker_process(settings: Settings, log_path: Path) -> Any:
                     proc.wait(10)
 
 
+async def _warmed_up(
+    collector: PredictionCollector, ids: list[str], proc: subprocess.Popen[bytes], timeout_s: float
+) -> bool:
+    """Wait for ``ids``' predictions, but stop as soon as the worker process has exited (a worker
+    that cannot start, say int8 without calibration photos, exits at once)."""
+    deadline = time.monotonic() + timeout_s
+    while (remaining := deadline - time.monotonic()) > 0:
+        if await collector.wait_for(ids, min(1.0, remaining)):
+            return True
+        if proc.poll() is not None:
+            return False
+    return False
+
+
 @contextlib.asynccontextmanager
 async def _collector(settings: Settings) -> AsyncIterator[PredictionCollector]:
     c = PredictionCollector(settings)
@@ -352,11 +366,14 @@ async def run_pipeline(
             # Warm-up: the worker joins its group and loads the model; the first batches pay
             # for kernel selection at each new batch shape.
             warm = await publisher.burst(max(2 * w.max_batch, 8))
-            if not await collector.wait_for(list(warm), start_timeout_s):
+            if not await _warmed_up(collector, list(warm), proc, start_timeout_s):
                 tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
-                raise RuntimeError(
-                    f"worker ({runtime}) produced no predictions in {start_timeout_s}s:\n{tail}"
+                why = (
+                    f"exited with code {proc.returncode}"
+                    if proc.poll() is not None
+                    else f"produced no predictions in {start_timeout_s}s"
                 )
+                raise RuntimeError(f"worker ({runtime}) {why}:\n{tail}")
             started = time.monotonic() - spawned
             progress(f"pipeline {runtime}: worker ready, warm-up done in {started:.1f}s")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,34 @@ def test_quick_bench_runs_end_to_end_and_writes_valid_results(tiny_artifact: Pat
     names = [t.name for t in latest.targets]
     assert any("baseline" in n for n in names) and any("RSS" in n for n in names)
     assert latest.quick and latest.command == "pytest smoke"
+
+
+@pytest.mark.integration
+def test_pipeline_bench_stops_waiting_when_the_worker_cannot_start(
+    settings: Settings, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """int8 with a cold cache and no calibration photos exits at start: say so, do not wait it out."""
+    from bench.images import load_photos
+    from bench.pipeline import run_pipeline
+
+    photos, _ = load_photos(None, 8)
+    worker = settings.worker.model_copy(
+        update={"runtime_cache_dir": tmp_path / "cold", "calibration_dir": None}
+    )
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"worker \(int8\) exited with code") as err:
+        asyncio.run(
+            run_pipeline(
+                settings.model_copy(update={"worker": worker}),
+                kafka_bootstrap,
+                photos,
+                runtime="int8",
+                n_max=8,
+                level_seconds=1,
+                fractions=(),
+                work_dir=tmp_path,
+                start_timeout_s=120,
+            )
+        )
+    assert time.monotonic() - started < 60  # well before the 120 s start timeout
+    assert "CALIBRATION_DIR" in str(err.value)  # the worker's own log line says what to set
