@@ -20,11 +20,13 @@ from pawstream.vision.runtime import (
     EAGER_RUNTIMES,
     ChunkedRunner,
     EagerRunner,
+    ModelSource,
     Runner,
     artifact_digest,
     build_runner,
     calibration_batches,
     image_files,
+    materialize,
 )
 from pawstream.vision.transforms import EvalTransform, image_to_tensor
 
@@ -51,7 +53,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: Classifier | Callable[[], Classifier],
+        model: ModelSource,
         meta: ArtifactMeta,
         *,
         threads: int,
@@ -64,16 +66,15 @@ class Predictor:
         self.meta = meta
         self.labels = list(meta.labels)
         self.max_pixels = max_pixels
-        self._model = model.eval() if isinstance(model, Classifier) else None
-        self._load_model = model
+        self._source = model
+        self._model: Classifier | None = None
         self.transform = EvalTransform(meta.input)
         self.use_runner(runner or EagerRunner(self.model))
 
     @property
     def model(self) -> Classifier:
         if self._model is None:
-            assert not isinstance(self._load_model, Classifier)
-            self._model = self._load_model().eval()
+            self._model = materialize(self._source).eval()
         return self._model
 
     def use_runner(self, runner: Runner) -> None:
@@ -110,9 +111,7 @@ class Predictor:
             # The torch model (and timm and torchvision, ~115 MB of a worker's memory) is loaded
             # only when the runtime needs it: eager runtimes, or an export not yet in the cache.
             load = functools.partial(load_model, path, meta)
-            model: Classifier | Callable[[], Classifier] = (
-                load() if runtime in EAGER_RUNTIMES else functools.cache(load)
-            )
+            model: ModelSource = load() if runtime in EAGER_RUNTIMES else functools.cache(load)
             calibration = None
             if calibration_dir is not None and runtime == "int8":
                 transform = EvalTransform(meta.input)
@@ -162,7 +161,7 @@ class Predictor:
 
     def preprocess(self, data: bytes) -> torch.Tensor:
         """Both stages for one image (the model's thread): bytes -> (3, S, S) input tensor."""
-        return image_to_tensor(data, self.meta.input, self.transform, max_pixels=self.max_pixels)
+        return self.prepare([self.decode(data)])[0]
 
     def predict(self, batch: torch.Tensor) -> BatchOutput:
         """Classify a (N, 3, H, W) batch of preprocessed tensors."""

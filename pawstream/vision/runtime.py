@@ -287,7 +287,7 @@ def quantize_int8(fp32_path: Path, target: Path, calibration: Iterable[torch.Ten
 ModelSource = Classifier | Callable[[], Classifier]
 
 
-def _materialize(model: ModelSource) -> Classifier:
+def materialize(model: ModelSource) -> Classifier:
     """The model itself, loading it if ``model`` is its loader."""
     return model if isinstance(model, Classifier) else model()
 
@@ -305,7 +305,7 @@ def onnx_model(
     fp32_path = cache_path(cache_dir, digest, "onnx")
     if not fp32_path.is_file():
         logger.info("exporting the model to ONNX", extra={"path": str(fp32_path)})
-        export_onnx(_materialize(model), meta, fp32_path)
+        export_onnx(materialize(model), meta, fp32_path)
     if runtime != "int8":
         return fp32_path
     int8_path = cache_path(cache_dir, digest, "int8")
@@ -339,7 +339,7 @@ def build_runner(
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     runner: Runner
     if runtime in EAGER_RUNTIMES:
-        runner = EagerRunner(_materialize(model), bf16=runtime == "bf16")
+        runner = EagerRunner(materialize(model), bf16=runtime == "bf16")
     else:
         if cache_dir is None or digest is None:
             raise ValueError(f"runtime {runtime} needs a cache_dir and the artifact digest")
