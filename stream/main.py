@@ -6,12 +6,12 @@ import asyncio
 import logging
 import os
 import socket
-from concurrent.futures import ThreadPoolExecutor
 
 import faust
 from aiokafka.errors import KafkaConnectionError
 
 from pawstream import offsets
+from pawstream.osthreads import DECODE_THREAD, INFERENCE_THREAD, named_pool
 from pawstream.references import ReferenceFetcher
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
@@ -42,7 +42,7 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
     # cores libgomp stops spin-waiting between ops: measured 66 -> 47 img/s for the same batches.
     # Before the model allocates anything: keep its activation buffers in the heap (vision/memory.py).
     tune_malloc(w.malloc_mmap_threshold_mb, w.malloc_trim_threshold_mb)
-    inference_pool = ThreadPoolExecutor(1, thread_name_prefix="inference")
+    inference_pool = named_pool(1, INFERENCE_THREAD)
     predictor = inference_pool.submit(
         Predictor.from_artifact,
         settings.model.artifact_path,
@@ -65,7 +65,7 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
         metrics,
         worker_name(settings),
         # Decode threads run Pillow and numpy only (no torch op: see vision/transforms.py).
-        decode_pool=ThreadPoolExecutor(w.decode_threads, thread_name_prefix="decode"),
+        decode_pool=named_pool(w.decode_threads, DECODE_THREAD),
         # One inference thread: torch parallelises inside the op; two batches at once would fight for cores.
         inference_pool=inference_pool,
     )
