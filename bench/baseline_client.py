@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.cpu import cpu_window
 from bench.images import Photo
 from bench.pipeline import RssSampler, load_point
 from bench.results import BaselineRun, LoadPoint
@@ -172,7 +174,10 @@ async def run_baseline(
     with RssSampler(pid) as rss:
         await closed_loop(url, photos, concurrency=1, seconds=min(1.0, level_seconds))  # warm-up
         for c in concurrencies:
-            pt = await closed_loop(url, photos, concurrency=c, seconds=level_seconds)
+            with cpu_window({"server": pid, "load_generator": os.getpid()}, split={"server"}) as cpu:
+                pt = await closed_loop(url, photos, concurrency=c, seconds=level_seconds)
+            if cpu is not None:
+                pt = pt.model_copy(update={"cpu": cpu.budget(pt.completed)})
             points.append(pt)
             progress(
                 f"baseline {runtime}: concurrency {c}: {pt.throughput:.1f} img/s, "

@@ -24,6 +24,7 @@ import uvicorn
 from fastapi import FastAPI, File, HTTPException, UploadFile
 
 from pawstream.logs import configure_logging
+from pawstream.osthreads import INFERENCE_THREAD, named_pool
 from pawstream.schemas import EventError
 from pawstream.vision.memory import tune_malloc
 from pawstream.vision.predictor import Predictor
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging("WARNING", json_logs=True)
     tune_malloc(args.malloc_mmap_threshold_mb, args.malloc_trim_threshold_mb)  # the worker's memory policy
     # Built in the thread that will run it, as the worker does (one OpenMP team per process).
-    model_thread = ThreadPoolExecutor(1, thread_name_prefix="baseline-model")
+    model_thread = named_pool(1, INFERENCE_THREAD)
     predictor = model_thread.submit(
         Predictor.from_artifact,
         args.artifact,

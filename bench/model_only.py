@@ -36,6 +36,7 @@ class _Timer:
     def __init__(self) -> None:
         self.images = 0
         self.seconds = 0.0
+        self.cpu_seconds = 0.0  # the whole process: the model's OpenMP team and the decode pool
         self.batches: list[float] = []
 
     def add(self, n: int, dt: float) -> None:
@@ -47,6 +48,7 @@ class _Timer:
 def _run_for(step: Callable[[int], None], n_images: int, seconds: float, timer: _Timer) -> None:
     """Run ``step`` (one batch of ``n_images``) until ``seconds`` have passed, at least once."""
     start = time.perf_counter()
+    cpu_start = time.process_time()
     i = 0
     while True:
         t = time.perf_counter()
@@ -54,6 +56,7 @@ def _run_for(step: Callable[[int], None], n_images: int, seconds: float, timer: 
         timer.add(n_images, time.perf_counter() - t)
         i += 1
         if time.perf_counter() - start >= seconds:
+            timer.cpu_seconds += time.process_time() - cpu_start
             return
 
 
@@ -126,6 +129,7 @@ def measure(
                         images_per_s=tm.images / tm.seconds,
                         batch_ms_p50=statistics.median(tm.batches) * 1000,
                         batches=len(tm.batches),
+                        cpu_ms_per_image=tm.cpu_seconds / tm.images * 1000,
                     )
                     points.append(point)
                     progress(

@@ -30,6 +30,7 @@ import numpy as np
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.cpu import cpu_window
 from bench.images import Photo
 from bench.results import LatencyStats, LoadPoint, PipelineRun
 from pawstream.kafka import consumer_kwargs
@@ -352,9 +353,11 @@ async def run_pipeline(
     level_seconds: float,
     fractions: Sequence[float],
     work_dir: Path,
+    broker_pid: int | None = None,
     start_timeout_s: float = 180.0,
     progress: Progress = _noop,
 ) -> PipelineRun:
+    """``broker_pid``: the local broker's process, for the CPU budget of the max run."""
     settings = bench_settings(base, bootstrap, runtime, work_dir)
     w = settings.worker
     points: list[LoadPoint] = []
@@ -377,14 +380,20 @@ async def run_pipeline(
             started = time.monotonic() - spawned
             progress(f"pipeline {runtime}: worker ready, warm-up done in {started:.1f}s")
 
-            sent = await publisher.burst(n_max)
-            await collector.wait_for(list(sent), max(60.0, n_max / 2))
+            pids = {"worker": proc.pid, "load_generator": os.getpid()}
+            if broker_pid is not None:
+                pids["broker"] = broker_pid
+            with cpu_window(pids, split={"worker"}) as cpu:
+                sent = await publisher.burst(n_max)
+                await collector.wait_for(list(sent), max(60.0, n_max / 2))
+            done = sum(1 for i in sent if i in collector.arrivals)
             top = load_point(
                 sent,
                 collector.arrivals,
                 mode="max",
                 errors=publisher.errors,
                 stages_p50_ms=stage_medians(sent, collector),
+                cpu=cpu.budget(done) if cpu is not None else None,
             )
             capacity = top.steady_throughput or top.throughput
             points.append(top)

@@ -87,6 +87,47 @@ def _f(v: float | None, digits: int = 1) -> str:
     return "n/a" if v is None or v != v else f"{v:.{digits}f}"
 
 
+CPU_COLUMNS = {
+    "model threads": ("worker_model", "server_model"),
+    "decode threads": ("worker_decode",),
+    "rest of process": ("worker_other", "server_other"),
+    "broker": ("broker",),
+    "load generator": ("load_generator",),
+}
+
+
+def cpu_rows(result: BenchResult) -> list[tuple[str, list[float | None], float | None]]:
+    """(what, CPU ms per image per CPU_COLUMNS column + total, idle %) for the model's best
+    fp32 point alone, each pipeline at its max, and the baseline at its best concurrency."""
+    rows: list[tuple[str, list[float | None], float | None]] = []
+    fp32 = [p for p in result.model_only if p.runtime == "fp32" and p.cpu_ms_per_image is not None]
+    for kind in ("tensor", "bytes"):
+        best = max((p for p in fp32 if p.input == kind), key=lambda p: p.images_per_s, default=None)
+        if best is not None and best.cpu_ms_per_image is not None:
+            cells: list[float | None] = [best.cpu_ms_per_image] + [None] * (len(CPU_COLUMNS) - 1)
+            rows.append(
+                (f"model-only fp32, {kind}, batch {best.batch_size}", [*cells, best.cpu_ms_per_image], None)
+            )
+    points = [
+        (f"pipeline {r.runtime}, max", p) for r in result.pipelines for p in r.points if p.mode == "max"
+    ]
+    if result.baseline is not None:
+        conc = [p for p in result.baseline.points if p.mode == "concurrency" and p.cpu is not None]
+        top = max(conc, key=lambda p: p.throughput, default=None)
+        if top is not None:
+            points.append((f"baseline {result.baseline.runtime}, concurrency {top.concurrency}", top))
+    for label, p in points:
+        if p.cpu is None:
+            continue
+        ms = p.cpu.ms_per_image
+        cells = [
+            sum(ms[k] for k in keys if k in ms) if any(k in ms for k in keys) else None
+            for keys in CPU_COLUMNS.values()
+        ]
+        rows.append((label, [*cells, sum(ms.values())], p.cpu.idle_pct))
+    return rows
+
+
 def tables(result: BenchResult) -> list[Table]:
     out: list[Table] = []
     sizes = sorted({p.batch_size for p in result.model_only})
@@ -136,6 +177,18 @@ def tables(result: BenchResult) -> list[Table]:
                 _f(result.baseline.server_rss_peak_mb, 0),
             )
     out.append(t)
+    rows = cpu_rows(result)
+    if rows:
+        t = Table(title="CPU per image, ms (all cores; Linux /proc accounting)")
+        for col in ("what", *CPU_COLUMNS, "total", "idle %"):
+            t.add_column(col, justify="left" if col == "what" else "right")
+        for label, cells, idle in rows:
+            t.add_row(
+                label,
+                *[_f(c, 2) if c is not None else "" for c in cells],
+                _f(idle, 0) if idle is not None else "",
+            )
+        out.append(t)
     t = Table(title="targets (ratios from this run)")
     for col in ("target", "measured", "needed", "met"):
         t.add_column(col)
@@ -196,6 +249,16 @@ def markdown(result: BenchResult) -> str:
             lines.append(
                 f"| {a.runtime} | {a.accuracy:.2%} | {a.agreement_with_fp32:.2%} | "
                 f"{_f(a.drop_points, 2)} points |"
+            )
+    rows = cpu_rows(result)
+    if rows:
+        lines.append("")
+        lines.append("| CPU per image, ms | " + " | ".join(CPU_COLUMNS) + " | total | idle % |")
+        lines.append("|---|" + "---:|" * (len(CPU_COLUMNS) + 2))
+        for label, cells, idle in rows:
+            shown = [_f(c, 2) if c is not None else "" for c in cells]
+            lines.append(
+                f"| {label} | " + " | ".join(shown) + f" | {_f(idle, 0) if idle is not None else ''} |"
             )
     lines.append("")
     lines.append("| target | measured | needed | met |")

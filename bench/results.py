@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-RESULT_VERSION = 1
+RESULT_VERSION = 2  # 2: CPU per image (ModelOnlyPoint.cpu_ms_per_image, LoadPoint.cpu)
 
 
 class Machine(BaseModel):
@@ -52,6 +52,9 @@ class ModelOnlyPoint(BaseModel):
     images_per_s: float
     batch_ms_p50: float
     batches: int
+    cpu_ms_per_image: float | None = Field(
+        None, description="CPU time of the whole measuring process (all threads) per image"
+    )
 
 
 class TuningPoint(BaseModel):
@@ -76,6 +79,18 @@ class LatencyStats(BaseModel):
     max_ms: float
 
 
+class CpuBudget(BaseModel):
+    """CPU per image over one load point's window, by process and thread group (bench/cpu.py)."""
+
+    window_s: float
+    images: int
+    ms_per_image: dict[str, float] = Field(
+        description="e.g. worker_model, worker_decode, worker_other, broker, load_generator"
+    )
+    idle_pct: float = Field(description="share of all cores' time idle (iowait included) in the window")
+    steal_pct: float = Field(description="share of all cores' time taken by the hypervisor")
+
+
 class LoadPoint(BaseModel):
     mode: Literal["max", "rate", "concurrency"]
     target_rate: float | None = None
@@ -94,6 +109,7 @@ class LoadPoint(BaseModel):
         default_factory=dict,
         description="pipeline only: median publish->batch start, batch start->emitted, emitted->read back",
     )
+    cpu: CpuBudget | None = Field(None, description="Linux only; the pipeline's max point and the baseline's")
 
 
 class PipelineRun(BaseModel):

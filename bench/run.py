@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from bench import baseline_client, model_only, pipeline, report
+from bench import baseline_client, cpu, model_only, pipeline, report
 from bench.images import load_photos, read_split
 from bench.results import (
     ArtifactInfo,
@@ -189,6 +189,10 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
 def _target(name: str, value: float | None, op: str, threshold: float, note: str = "") -> Target:
     met = None if value is None else (value >= threshold if op == ">=" else value <= threshold)
     return Target(name=name, value=value, op=op, threshold=threshold, met=met, note=note)
@@ -206,6 +210,9 @@ def run_bench(
 
     work = options.out / ".work"
     work.mkdir(parents=True, exist_ok=True)
+    # httpx logs every request at INFO: a log line per baseline request is load-generator CPU on
+    # the shared cores (and floods the run's output).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     machine = machine_info()
     plan = _plan(options.quick, settings.worker.max_batch, settings.worker.inference_chunk)
     notes: list[str] = []
@@ -308,6 +315,7 @@ def run_bench(
                         level_seconds=plan.level_seconds,
                         fractions=plan.fractions,
                         work_dir=work,
+                        broker_pid=broker.proc.pid if broker.proc is not None else None,
                         progress=progress,
                     )
                 )
@@ -341,12 +349,34 @@ def run_bench(
         return max(vals) if vals else None
 
     fast_run = next((r for r in pipelines if r.runtime == fast), None)
+    best_fp32 = max(
+        (p for p in points if (p.runtime, p.input) == ("fp32", "tensor")), key=lambda p: p.images_per_s
+    )
+    same_batch = next(
+        (
+            p
+            for p in points
+            if (p.runtime, p.input, p.batch_size) == ("fp32", "tensor", settings.worker.inference_chunk)
+        ),
+        None,
+    )
+    fp32_cpu = next((p.cpu for p in fp32_run.points if p.mode == "max"), None)
     ratios: dict[str, float | None] = {
         # against the best model-only batch size (the strict reading), and at the worker's batch
         "pipeline_over_model_only_fp32": _ratio(fp32_run.capacity, best("fp32", "tensor")),
         "pipeline_over_model_only_fp32_same_batch": _ratio(fp32_run.capacity, fp32_model),
         "pipeline_over_model_only_bytes_fp32": _ratio(fp32_run.capacity, best("fp32", "bytes")),
         "pipeline_over_baseline_fp32": _ratio(fp32_run.capacity, baseline.capacity),
+        # CPU per image: the ceiling the two shared cores put on the first ratio, and how much
+        # more CPU the model's threads took per image in the worker than alone at the same slice
+        "pipeline_over_model_only_fp32_cpu_ceiling": cpu.pipeline_ceiling(
+            best_fp32.cpu_ms_per_image, fp32_cpu
+        ),
+        "model_threads_cpu_in_worker_over_model_only_fp32": (
+            _ratio(fp32_cpu.ms_per_image.get("worker_model"), same_batch.cpu_ms_per_image)
+            if fp32_cpu is not None and same_batch is not None
+            else None
+        ),
         # each runtime at its own best batch size: fp32 eager slows past a few images here
         "fast_over_fp32_model_only": _ratio(best(fast, "tensor"), best("fp32", "tensor")) if fast else None,
         "fast_over_fp32_model_only_batch1": (
@@ -375,6 +405,7 @@ def run_bench(
             ratios["pipeline_over_model_only_fp32"],
             ">=",
             0.90,
+            note=f"CPU ceiling on these cores {_fmt(ratios['pipeline_over_model_only_fp32_cpu_ceiling'])}",
         ),
         _target(
             "pipeline / per-request baseline throughput (fp32)",

@@ -65,6 +65,7 @@ def test_quick_bench_runs_end_to_end_and_writes_valid_results(tiny_artifact: Pat
     seen = {(p.runtime, p.input, p.batch_size) for p in latest.model_only}
     assert seen == {(r, k, b) for r in ("fp32", "int8") for k in ("tensor", "bytes") for b in (1, 8)}
     assert all(p.images_per_s > 0 and p.batches >= 1 for p in latest.model_only)
+    assert all(p.cpu_ms_per_image is not None and p.cpu_ms_per_image > 0 for p in latest.model_only)
     assert {a.runtime for a in latest.accuracy} == {"fp32", "int8"}
     assert all(a.images == 12 for a in latest.accuracy)
 
@@ -75,15 +76,27 @@ def test_quick_bench_runs_end_to_end_and_writes_valid_results(tiny_artifact: Pat
     assert all(p.sent > 0 and p.completed == p.sent for p in run.points)
     assert all(p.latency.p50_ms <= p.latency.p99_ms for p in run.points)
     assert run.worker_rss_peak_mb > 0
+    # Its CPU budget names the worker's model threads (the OpenMP team inherits the inference
+    # thread's name), the broker and the load generator.
+    budget = run.points[0].cpu
+    assert budget is not None and budget.images == run.points[0].completed
+    assert {"worker_model", "worker_decode", "worker_other", "broker", "load_generator"} <= set(
+        budget.ms_per_image
+    )
+    assert budget.ms_per_image["worker_model"] > 0 and budget.ms_per_image["broker"] > 0
 
     # (c) baseline: answered at every concurrency level and offered rate.
     assert latest.baseline is not None
     assert [p.concurrency for p in latest.baseline.points if p.mode == "concurrency"] == [1, 4]
     assert all(p.completed > 0 and p.errors == 0 for p in latest.baseline.points)
+    conc = [p for p in latest.baseline.points if p.mode == "concurrency"]
+    assert all(p.cpu is not None and p.cpu.ms_per_image["server_model"] > 0 for p in conc)
 
     # Ratios and targets are computed from this run's own numbers.
     assert latest.ratios["pipeline_over_model_only_fp32"] is not None
     assert latest.ratios["pipeline_over_baseline_fp32"] is not None
+    assert 0 < (latest.ratios["pipeline_over_model_only_fp32_cpu_ceiling"] or 0) < 1
+    assert "| CPU per image, ms |" in (out / "latest.md").read_text()
     names = [t.name for t in latest.targets]
     assert any("baseline" in n for n in names) and any("RSS" in n for n in names)
     assert latest.quick and latest.command == "pytest smoke"
