@@ -127,5 +127,18 @@ def pipeline_ceiling(model_cpu_ms: float | None, budget: CpuBudget | None) -> fl
     costs no more CPU in the worker than alone, and that the cores are never idle."""
     if model_cpu_ms is None or budget is None:
         return None
-    rest = sum(v for k, v in budget.ms_per_image.items() if k != "worker_model")
-    return model_cpu_ms / (model_cpu_ms + rest)
+    return model_cpu_ms / (model_cpu_ms + _rest(budget))
+
+
+def pipeline_best_throughput(
+    model_cpu_ms: float | None, budget: CpuBudget | None, cores: int
+) -> float | None:
+    """Images/s the pipeline would reach on ``cores`` fully busy cores under the same assumptions
+    as ``pipeline_ceiling``: the model at its model-only CPU per image, the rest as measured."""
+    if model_cpu_ms is None or budget is None:
+        return None
+    return cores * 1000.0 / (model_cpu_ms + _rest(budget))
+
+
+def _rest(budget: CpuBudget) -> float:
+    return sum(v for k, v in budget.ms_per_image.items() if k != "worker_model")

@@ -96,6 +96,7 @@ def test_quick_bench_runs_end_to_end_and_writes_valid_results(tiny_artifact: Pat
     assert latest.ratios["pipeline_over_model_only_fp32"] is not None
     assert latest.ratios["pipeline_over_baseline_fp32"] is not None
     assert 0 < (latest.ratios["pipeline_over_model_only_fp32_cpu_ceiling"] or 0) < 1
+    assert (latest.ratios["pipeline_over_baseline_fp32_cpu_ceiling"] or 0) > 0
     assert "| CPU per image, ms |" in (out / "latest.md").read_text()
     names = [t.name for t in latest.targets]
     assert any("baseline" in n for n in names) and any("RSS" in n for n in names)

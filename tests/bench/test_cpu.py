@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from bench.cpu import CpuWindow, pipeline_ceiling
+from bench.cpu import CpuWindow, pipeline_best_throughput, pipeline_ceiling
 from bench.results import CpuBudget
 from pawstream.osthreads import DECODE_THREAD, named_pool
 
@@ -58,3 +58,5 @@ def test_pipeline_ceiling_counts_everything_but_the_workers_model_threads() -> N
     )
     assert pipeline_ceiling(20.0, budget) == pytest.approx(20 / 25)
     assert pipeline_ceiling(None, budget) is None and pipeline_ceiling(20.0, None) is None
+    # two cores, 25 ms of CPU an image at best: 80 images/s
+    assert pipeline_best_throughput(20.0, budget, cores=2) == pytest.approx(80.0)
