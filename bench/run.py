@@ -339,10 +339,6 @@ def run_bench(
         )
 
     # ratios and targets, all from this run
-    mb = settings.worker.max_batch
-    ref_bs = max(b for b in plan.batch_sizes if b <= mb) if any(b <= mb for b in plan.batch_sizes) else big
-    fp32_model = _point(points, "fp32", "tensor", ref_bs)
-
     def best(runtime: str, kind: str) -> float | None:
         """The model's own limit: its best batch size on this run."""
         vals = [p.images_per_s for p in points if (p.runtime, p.input) == (runtime, kind)]
@@ -362,9 +358,12 @@ def run_bench(
     )
     fp32_cpu = next((p.cpu for p in fp32_run.points if p.mode == "max"), None)
     ratios: dict[str, float | None] = {
-        # against the best model-only batch size (the strict reading), and at the worker's batch
+        # against the best model-only batch size (the strict reading), and at the slice size the
+        # worker runs the model at (worker.inference_chunk; its micro-batch is only the Kafka side)
         "pipeline_over_model_only_fp32": _ratio(fp32_run.capacity, best("fp32", "tensor")),
-        "pipeline_over_model_only_fp32_same_batch": _ratio(fp32_run.capacity, fp32_model),
+        "pipeline_over_model_only_fp32_same_batch": _ratio(
+            fp32_run.capacity, same_batch.images_per_s if same_batch is not None else None
+        ),
         "pipeline_over_model_only_bytes_fp32": _ratio(fp32_run.capacity, best("fp32", "bytes")),
         "pipeline_over_baseline_fp32": _ratio(fp32_run.capacity, baseline.capacity),
         # CPU per image: the ceiling the two shared cores put on the first ratio, and how much
