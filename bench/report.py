@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench.results import BenchResult, LoadPoint
+from bench.results import BenchResult, LoadPoint, best_model_point
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +100,8 @@ def cpu_rows(result: BenchResult) -> list[tuple[str, list[float | None], float |
     """(what, CPU ms per image per CPU_COLUMNS column + total, idle %) for the model's best
     fp32 point alone, each pipeline at its max, and the baseline at its best concurrency."""
     rows: list[tuple[str, list[float | None], float | None]] = []
-    fp32 = [p for p in result.model_only if p.runtime == "fp32" and p.cpu_ms_per_image is not None]
     for kind in ("tensor", "bytes"):
-        best = max((p for p in fp32 if p.input == kind), key=lambda p: p.images_per_s, default=None)
+        best = best_model_point(result.model_only, "fp32", kind)
         if best is not None and best.cpu_ms_per_image is not None:
             cells: list[float | None] = [best.cpu_ms_per_image] + [None] * (len(CPU_COLUMNS) - 1)
             rows.append(

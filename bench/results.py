@@ -7,6 +7,7 @@ absolute numbers move with the load other processes put on the shared cores.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -55,6 +56,20 @@ class ModelOnlyPoint(BaseModel):
     cpu_ms_per_image: float | None = Field(
         None, description="CPU time of the whole measuring process (all threads) per image"
     )
+
+
+def model_point(
+    points: Sequence[ModelOnlyPoint], runtime: str, kind: str, batch_size: int
+) -> ModelOnlyPoint | None:
+    return next(
+        (p for p in points if (p.runtime, p.input, p.batch_size) == (runtime, kind, batch_size)), None
+    )
+
+
+def best_model_point(points: Sequence[ModelOnlyPoint], runtime: str, kind: str) -> ModelOnlyPoint | None:
+    """The model's own limit: ``runtime`` on ``kind`` input at its best batch size in this run."""
+    mine = [p for p in points if (p.runtime, p.input) == (runtime, kind)]
+    return max(mine, key=lambda p: p.images_per_s, default=None)
 
 
 class TuningPoint(BaseModel):

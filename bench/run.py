@@ -35,6 +35,8 @@ from bench.results import (
     ModelOnlyPoint,
     PipelineRun,
     Target,
+    best_model_point,
+    model_point,
 )
 from pawstream.broker import LocalBroker
 from pawstream.settings import Settings
@@ -179,18 +181,12 @@ def load_predictors(
 
 
 def _point(points: list[ModelOnlyPoint], runtime: str, kind: str, bs: int) -> float | None:
-    for p in points:
-        if (p.runtime, p.input, p.batch_size) == (runtime, kind, bs):
-            return p.images_per_s
-    return None
+    p = model_point(points, runtime, kind, bs)
+    return p.images_per_s if p is not None else None
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
-
-
-def _fmt(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.2f}"
 
 
 def _target(name: str, value: float | None, op: str, threshold: float, note: str = "") -> Target:
@@ -340,22 +336,13 @@ def run_bench(
 
     # ratios and targets, all from this run
     def best(runtime: str, kind: str) -> float | None:
-        """The model's own limit: its best batch size on this run."""
-        vals = [p.images_per_s for p in points if (p.runtime, p.input) == (runtime, kind)]
-        return max(vals) if vals else None
+        p = best_model_point(points, runtime, kind)
+        return p.images_per_s if p is not None else None
 
     fast_run = next((r for r in pipelines if r.runtime == fast), None)
-    best_fp32 = max(
-        (p for p in points if (p.runtime, p.input) == ("fp32", "tensor")), key=lambda p: p.images_per_s
-    )
-    same_batch = next(
-        (
-            p
-            for p in points
-            if (p.runtime, p.input, p.batch_size) == ("fp32", "tensor", settings.worker.inference_chunk)
-        ),
-        None,
-    )
+    best_fp32 = best_model_point(points, "fp32", "tensor")
+    best_fp32_cpu = best_fp32.cpu_ms_per_image if best_fp32 is not None else None
+    same_batch = model_point(points, "fp32", "tensor", settings.worker.inference_chunk)
     fp32_cpu = next((p.cpu for p in fp32_run.points if p.mode == "max"), None)
     ratios: dict[str, float | None] = {
         # against the best model-only batch size (the strict reading), and at the slice size the
@@ -368,11 +355,9 @@ def run_bench(
         "pipeline_over_baseline_fp32": _ratio(fp32_run.capacity, baseline.capacity),
         # CPU per image: the ceiling the two shared cores put on the first ratio, and how much
         # more CPU the model's threads took per image in the worker than alone at the same slice
-        "pipeline_over_model_only_fp32_cpu_ceiling": cpu.pipeline_ceiling(
-            best_fp32.cpu_ms_per_image, fp32_cpu
-        ),
+        "pipeline_over_model_only_fp32_cpu_ceiling": cpu.pipeline_ceiling(best_fp32_cpu, fp32_cpu),
         "pipeline_over_baseline_fp32_cpu_ceiling": _ratio(
-            cpu.pipeline_best_throughput(best_fp32.cpu_ms_per_image, fp32_cpu, machine.cores),
+            cpu.pipeline_best_throughput(best_fp32_cpu, fp32_cpu, machine.cores),
             baseline.capacity,
         ),
         "model_threads_cpu_in_worker_over_model_only_fp32": (
@@ -408,14 +393,16 @@ def run_bench(
             ratios["pipeline_over_model_only_fp32"],
             ">=",
             0.90,
-            note=f"CPU ceiling on these cores {_fmt(ratios['pipeline_over_model_only_fp32_cpu_ceiling'])}",
+            note="CPU ceiling on these cores "
+            + report._f(ratios["pipeline_over_model_only_fp32_cpu_ceiling"], 2),
         ),
         _target(
             "pipeline / per-request baseline throughput (fp32)",
             ratios["pipeline_over_baseline_fp32"],
             ">=",
             1.5,
-            note=f"CPU ceiling on these cores {_fmt(ratios['pipeline_over_baseline_fp32_cpu_ceiling'])}",
+            note="CPU ceiling on these cores "
+            + report._f(ratios["pipeline_over_baseline_fp32_cpu_ceiling"], 2),
         ),
         _target("p99 latency at 50% of capacity, ms (fp32)", p99_half, "<=", 250),
         _target(
