@@ -16,9 +16,10 @@ import json
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -42,6 +43,20 @@ def new_id() -> str:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def as_utc(value: datetime) -> datetime:
+    """Every timestamp in an event is timezone-aware UTC.
+
+    A naive timestamp (no offset) is taken as UTC: comparing it with an aware one would raise
+    TypeError far from the parser (a whole micro-batch was once lost that way).
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 def _b64decode_strict(value: Any) -> bytes:
@@ -75,6 +90,9 @@ class _Event(BaseModel):
         return str(getattr(self, "id", "")).encode("utf-8")
 
 
+EventT = TypeVar("EventT", bound="_Event")
+
+
 class ImageEvent(_Event):
     """An image to classify, carried inline (``data``) or by reference (``ref``)."""
 
@@ -85,7 +103,7 @@ class ImageEvent(_Event):
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="Hex digest of the image bytes.")
     content_type: str | None = Field(None, max_length=128)
     source: str = Field("unknown", max_length=256)
-    created_at: datetime = Field(default_factory=utcnow, description="When it was published.")
+    created_at: UtcDatetime = Field(default_factory=utcnow, description="When it was published.")
 
     @field_validator("data", mode="before")
     @classmethod
@@ -118,10 +136,10 @@ class PredictionEvent(_Event):
     model: ModelInfo
     worker: str
     batch_size: int = Field(ge=1)
-    published_at: datetime = Field(description="ImageEvent.created_at, set by the publisher.")
-    enqueued_at: datetime = Field(description="Kafka record timestamp of the image event.")
-    batch_started_at: datetime
-    emitted_at: datetime
+    published_at: UtcDatetime = Field(description="ImageEvent.created_at, set by the publisher.")
+    enqueued_at: UtcDatetime = Field(description="Kafka record timestamp of the image event.")
+    batch_started_at: UtcDatetime
+    emitted_at: UtcDatetime
     embedding: B64Bytes | None = Field(
         None, description="Penultimate features as little-endian float16, for drift monitoring."
     )
@@ -141,7 +159,7 @@ class FeedbackEvent(_Event):
     id: EventId
     label: Label
     source: str = Field("unknown", max_length=256)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: UtcDatetime = Field(default_factory=utcnow)
 
 
 class MonitoringEvent(_Event):
@@ -158,21 +176,27 @@ class MonitoringEvent(_Event):
     value: float
     threshold: float | None = None
     model_version: str = Field(max_length=128)
-    window_start: datetime
-    window_end: datetime
+    window_start: UtcDatetime
+    window_end: UtcDatetime
     window_events: int = Field(ge=0, description="Events the figure was computed from.")
     details: dict[str, float | int | str] = Field(default_factory=dict)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: UtcDatetime = Field(default_factory=utcnow)
 
 
 class DeadLetterReason(StrEnum):
-    SCHEMA = "schema"  # not JSON, or not a valid ImageEvent
+    SCHEMA = "schema"  # not JSON, not a valid ImageEvent, or an unknown schema version
     ENCODING = "encoding"  # bad UTF-8 or bad base64
     TOO_LARGE = "too_large"  # over a byte or pixel limit
     REFERENCE = "reference"  # reference refused or could not be fetched
     CHECKSUM = "checksum"  # bytes do not match the event's sha256
     DECODE = "decode"  # not a decodable image
     INFERENCE = "inference"  # the model failed on it
+    INTERNAL = "internal"  # an unexpected error while handling this one event (a bug)
+    POISON = "poison"  # in flight when the worker died, twice: never tried again
+
+
+# Where an event was when it failed; "emit" is building its output, "recovery" a poison replay.
+DeadLetterStage = Literal["parse", "resolve", "decode", "inference", "emit", "recovery"]
 
 
 class DeadLetterEvent(_Event):
@@ -184,12 +208,12 @@ class DeadLetterEvent(_Event):
     ref: str | None = None
     reason: DeadLetterReason
     message: str = Field(max_length=2000)
-    stage: Literal["parse", "resolve", "decode", "inference"]
+    stage: DeadLetterStage
     source_topic: str | None = None
     source_partition: int | None = None
     source_offset: int | None = None
     worker: str | None = None
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: UtcDatetime = Field(default_factory=utcnow)
 
     @field_validator("payload", mode="before")
     @classmethod
@@ -198,6 +222,34 @@ class DeadLetterEvent(_Event):
 
     def record_key(self) -> bytes:
         return (self.id or self.key or "").encode("utf-8")
+
+
+class UnknownSchemaVersion(ValueError):
+    """A record whose ``v`` this reader does not know (a newer writer, or garbage)."""
+
+    def __init__(self, version: object) -> None:
+        super().__init__(f"unsupported schema version {version!r} (this reader knows v{SCHEMA_VERSION})")
+        self.version = version
+
+
+def check_version(obj: dict[str, Any]) -> None:
+    """Raise UnknownSchemaVersion unless ``obj['v']`` is this module's SCHEMA_VERSION (absent = 1)."""
+    version = obj.get("v", SCHEMA_VERSION)
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise UnknownSchemaVersion(version)
+
+
+def parse_versioned(model: type[EventT], raw: bytes | str) -> EventT:
+    """Parse a record value as ``model``; UnknownSchemaVersion for another ``v``.
+
+    ValidationError (or json's ValueError) for anything else. Readers use it to tell "written by
+    a newer producer" (count it, log it once) apart from "broken".
+    """
+    obj = json.loads(raw)
+    if not isinstance(obj, dict):
+        raise ValueError("record value is not a JSON object")
+    check_version(obj)
+    return model.model_validate(obj)
 
 
 class EventError(Exception):
@@ -223,6 +275,10 @@ def parse_image_event(raw: bytes | None) -> ImageEvent:
         raise EventError(DeadLetterReason.SCHEMA, f"record value is not JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise EventError(DeadLetterReason.SCHEMA, "record value is not a JSON object")
+    try:
+        check_version(obj)
+    except UnknownSchemaVersion as exc:
+        raise EventError(DeadLetterReason.SCHEMA, str(exc)) from exc
     if obj.get("type", "image") != "image":
         raise EventError(DeadLetterReason.SCHEMA, f"expected type 'image', got {obj.get('type')!r}")
     try:

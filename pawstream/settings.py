@@ -35,6 +35,11 @@ class KafkaSettings(BaseModel):
     # Sized for inline images: base64 JSON of an inline_max_bytes image plus envelope fits comfortably.
     max_request_bytes: int = Field(4 * 1024 * 1024, gt=0)
     fetch_max_bytes: int = Field(16 * 1024 * 1024, gt=0)
+    max_message_bytes: int = Field(
+        1_000_000,
+        gt=0,
+        description="Largest record pawstream writes (a real Kafka's default); dead letters stay under it.",
+    )
     idempotent_producer: bool = Field(
         False, description="Idempotent producers (real Kafka only: Tansu lacks InitProducerId)."
     )
@@ -54,6 +59,10 @@ class TopicSettings(BaseModel):
     deadletters: str = "pawstream.deadletters"
     feedback: str = "pawstream.feedback"
     monitoring: str = "pawstream.monitoring"
+    inflight: str = Field(
+        "pawstream.inflight",
+        description="Compacted topic keyed by input partition: each worker's batch in flight (poison check).",
+    )
     partitions: int = Field(4, ge=1, description="Partitions of the images topic: the worker scaling limit.")
     output_partitions: int = Field(4, ge=1, description="Partitions of predictions/deadletters/feedback.")
     replication_factor: int = Field(1, ge=1)
@@ -71,6 +80,7 @@ class WorkerSettings(BaseModel):
     torch_threads: int = Field(2, ge=1, description="torch intra-op threads used for inference.")
     commit_interval_s: float = Field(1.0, gt=0)
     metrics_port: int = Field(9101, ge=0, le=65535, description="Prometheus exporter port; 0 disables it.")
+    metrics_host: str = Field("127.0.0.1", description="Address the exporter binds; 0.0.0.0 in containers.")
     name: str | None = Field(None, description="Worker name in prediction events; default host:pid.")
     buffer_max: int = Field(
         128, ge=1, description="Events a worker buffers ahead of inference; bounds memory under backpressure."
@@ -82,6 +92,14 @@ class WorkerSettings(BaseModel):
     data_dir: Path = Field(Path("var/faust"), description="Faust's local data folder.")
     deadletter_payload_max_bytes: int = Field(
         256 * 1024, ge=0, description="Larger original payloads are truncated in dead letters."
+    )
+    deadletter_key_max_chars: int = Field(
+        256, ge=16, description="Longer record keys are truncated in dead letters (their sha256 is kept)."
+    )
+    max_batch_pixels: int = Field(
+        64_000_000,
+        gt=0,
+        description="Decoded pixels a micro-batch holds at once; past it the rest waits for the next slice.",
     )
     runtime: Literal["fp32", "bf16", "onnx", "int8", "openvino", "openvino-bf16"] = Field(
         "fp32",
@@ -151,6 +169,14 @@ class ReferenceSettings(BaseModel):
     http_max_redirects: int = Field(3, ge=0)
     file_max_bytes: int = Field(20 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(40_000_000, gt=0, description="Pillow decompression-bomb limit.")
+    max_aspect_ratio: float = Field(
+        20.0, ge=1, description="Images longer than this many times their width (or vice versa) are refused."
+    )
+    allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDRs that http(s) references may reach although private, loopback or link-local "
+        "(refused by default), e.g. ['10.0.0.0/8'].",
+    )
 
 
 class BrokerSettings(BaseModel):
@@ -181,6 +207,12 @@ class ApiSettings(BaseModel):
     json_max_bytes: int = Field(16 * 1024, gt=0, description="Largest JSON request body.")
     probe_timeout_s: float = Field(2.0, gt=0, description="Deadline of each /readyz dependency check.")
     max_waiters: int = Field(10_000, ge=0, description="Concurrent ?wait requests; beyond it they get 202.")
+    json_max_depth: int = Field(32, ge=2, description="Deepest nesting a JSON request body may have.")
+    rate_limit: str | None = Field(
+        "600/minute",
+        description="Requests per API key (or client address when keys are off), `limits` syntax; "
+        "empty or null turns it off.",
+    )
     monitoring_url: str | None = Field(
         None,
         description="The monitor's metrics URL that GET /v1/monitoring summarizes; "
@@ -196,6 +228,10 @@ class MonitoringSettings(BaseModel):
     label_horizon_s: float = Field(24 * 3600.0, gt=0, description="Unmatched items expire after this.")
     accuracy_floor: float = Field(0.9, ge=0, le=1)
     metrics_port: int = Field(9102, ge=0, le=65535)
+    metrics_host: str = Field("127.0.0.1", description="Address the exporter binds; 0.0.0.0 in containers.")
+    join_max_entries: int = Field(
+        200_000, ge=100, description="Join-table entries kept at most; the oldest are evicted (counted)."
+    )
     accuracy_min_labels: int = Field(20, ge=1, description="A window needs this many labels to alert.")
     window_grace_s: float = Field(
         10.0,

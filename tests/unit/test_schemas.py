@@ -15,7 +15,9 @@ from pawstream.schemas import (
     ImageEvent,
     ModelInfo,
     PredictionEvent,
+    UnknownSchemaVersion,
     parse_image_event,
+    parse_versioned,
     sha256_hex,
     utcnow,
 )
@@ -108,3 +110,33 @@ def test_parser_never_raises_anything_but_event_error(raw: bytes) -> None:
         assert (ev.data is None) != (ev.ref is None)
     else:
         assert reason in DeadLetterReason
+
+
+@pytest.mark.parametrize(
+    ("stamp", "iso"),
+    [
+        ("2026-01-02T03:04:05", "2026-01-02T03:04:05+00:00"),  # naive: taken as UTC
+        ("2026-01-02T05:04:05+02:00", "2026-01-02T03:04:05+00:00"),  # converted to UTC
+        ("9999-12-31T23:59:59", "9999-12-31T23:59:59+00:00"),  # far future: still comparable
+    ],
+)
+def test_every_timestamp_is_aware_utc(stamp: str, iso: str) -> None:
+    raw = json.dumps({"v": 1, "type": "image", "ref": "https://example.org/a.jpg", "created_at": stamp})
+    ev = parse_image_event(raw.encode())
+    assert ev.created_at.isoformat() == iso
+    assert (utcnow() - ev.created_at).total_seconds() is not None  # aware - aware never raises
+    fb = FeedbackEvent.model_validate({"id": "a", "label": "cat", "created_at": stamp})
+    assert fb.created_at.utcoffset() is not None
+
+
+@pytest.mark.parametrize("version", [2, 0, "1", None, 1.0, True])
+def test_an_unknown_schema_version_is_named_not_silently_dropped(version: object) -> None:
+    raw = json.dumps({"v": version, "type": "image", "ref": "https://example.org/a.jpg"}).encode()
+    with pytest.raises(EventError) as err:
+        parse_image_event(raw)
+    assert err.value.reason is DeadLetterReason.SCHEMA
+    assert "unsupported schema version" in err.value.message
+    with pytest.raises(UnknownSchemaVersion) as unknown:
+        parse_versioned(FeedbackEvent, json.dumps({"v": version, "id": "a", "label": "cat"}))
+    assert unknown.value.version == version
+    assert parse_versioned(FeedbackEvent, json.dumps({"id": "a", "label": "cat"})).label == "cat"
