@@ -273,6 +273,8 @@ def parse_image_event(raw: bytes | None) -> ImageEvent:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise EventError(DeadLetterReason.SCHEMA, f"record value is not JSON: {exc}") from exc
+    except RecursionError as exc:  # json's C decoder recurses once per nesting level
+        raise EventError(DeadLetterReason.SCHEMA, "record value is JSON nested too deeply") from exc
     if not isinstance(obj, dict):
         raise EventError(DeadLetterReason.SCHEMA, "record value is not a JSON object")
     try:

@@ -140,3 +140,10 @@ def test_an_unknown_schema_version_is_named_not_silently_dropped(version: object
         parse_versioned(FeedbackEvent, json.dumps({"v": version, "id": "a", "label": "cat"}))
     assert unknown.value.version == version
     assert parse_versioned(FeedbackEvent, json.dumps({"id": "a", "label": "cat"})).label == "cat"
+
+
+def test_deeply_nested_json_is_a_schema_error_not_a_crash() -> None:
+    with pytest.raises(EventError) as err:
+        parse_image_event(b"[" * 100_000 + b"]" * 100_000)
+    assert err.value.reason is DeadLetterReason.SCHEMA
+    assert "nested too deeply" in err.value.message
