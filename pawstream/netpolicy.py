@@ -14,6 +14,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import ssl
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -222,11 +223,16 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
     hostname it fetches resolves nowhere else). No proxy: a proxy would connect instead of us.
     """
 
-    def __init__(self, backend: PinnedNetworkBackend, limits: httpx.Limits = httpx.Limits()) -> None:
+    def __init__(
+        self,
+        backend: PinnedNetworkBackend,
+        limits: httpx.Limits = httpx.Limits(),
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__(trust_env=False, limits=limits)
-        ssl_context = httpx.create_ssl_context(trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
+            # TLS verifies the certificate against the URL's hostname (also the SNI), not the IP.
+            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

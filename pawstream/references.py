@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import os
 import re
+import ssl
 import stat
 import unicodedata
 from dataclasses import dataclass
@@ -188,15 +189,17 @@ class ReferenceFetcher:
         *,
         resolver: Resolver | None = None,
         network: httpcore.AsyncNetworkBackend | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """``resolver`` and ``network`` (the backend that opens sockets) are for tests to stub."""
+        """``resolver``, ``network`` (what opens sockets) and ``ssl_context`` (trusted CAs) default to
+        the system's; tests stub them."""
         self.refs = refs
         self.policy = ReferencePolicy(refs)
         backend = PinnedNetworkBackend(
             self.policy.addresses, resolver or SystemResolver(), network or httpcore.AnyIOBackend()
         )
         self._client = httpx.AsyncClient(
-            transport=PinnedTransport(backend),
+            transport=PinnedTransport(backend, ssl_context=ssl_context),
             follow_redirects=False,  # redirects are followed by hand, each target checked
             timeout=httpx.Timeout(refs.http_timeout_s),
             headers={"User-Agent": "pawstream-worker"},

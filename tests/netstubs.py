@@ -12,12 +12,19 @@
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeAlias
 
 import httpcore
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from pawstream.netpolicy import IPAddress
 
@@ -81,14 +88,14 @@ class RecordingServer:
         self.seen.append(SeenRequest(request.path, request.headers.get("Host", "")))
         return await handler(request)
 
-    async def start(self, *hosts: str) -> None:
+    async def start(self, *hosts: str, ssl_context: ssl.SSLContext | None = None) -> None:
         await self.runner.setup()
         for host in hosts or ("127.0.0.1",):
-            site = web.TCPSite(self.runner, host, 0)
+            site = web.TCPSite(self.runner, host, 0, ssl_context=ssl_context)
             await site.start()
             self.ports[host] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-    def url(self, host: str = "127.0.0.1") -> str:
+    def url(self, host: str = "127.0.0.1") -> str:  # plain http
         return f"http://{host}:{self.ports[host]}"
 
     @property
@@ -97,3 +104,39 @@ class RecordingServer:
 
     async def stop(self) -> None:
         await self.runner.cleanup()
+
+
+def self_signed_tls(hostname: str, folder: Path) -> tuple[ssl.SSLContext, ssl.SSLContext, list[str]]:
+    """(server context, client context trusting only this certificate, SNI names the server saw)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_path, key_path)
+    sni: list[str] = []
+
+    def record_sni(_sock: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+        sni.append(server_name or "")
+
+    server.sni_callback = record_sni
+    client = ssl.create_default_context(cafile=str(cert_path))
+    return server, client, sni

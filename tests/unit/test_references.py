@@ -21,7 +21,7 @@ from pawstream.references import FILE_REFUSED, ReferenceFetcher, ReferencePolicy
 from pawstream.schemas import DeadLetterReason, EventError
 from pawstream.settings import ReferenceSettings
 from tests.conftest import jpeg_bytes
-from tests.netstubs import LoopbackOnlyNetwork, RecordingServer, SeenRequest, StubResolver
+from tests.netstubs import LoopbackOnlyNetwork, RecordingServer, SeenRequest, StubResolver, self_signed_tls
 
 IMG = jpeg_bytes(7, (32, 32))
 
@@ -375,6 +375,29 @@ async def test_connection_is_pinned_to_the_checked_address_and_keeps_the_host_he
     assert resolver.lookups == ["pinned.test"]  # resolved once
     assert network.connects == [("127.0.0.1", port)]  # connected to the address that was checked
     assert server.seen == [SeenRequest("/ok", f"pinned.test:{port}")]  # Host stays the hostname
+
+
+async def test_tls_sni_and_certificate_name_stay_the_hostname(
+    root: Path, tmp_path: Path, network: LoopbackOnlyNetwork
+) -> None:
+    async def ok(_: web.Request) -> web.Response:
+        return web.Response(body=IMG)
+
+    server_tls, client_tls, sni = self_signed_tls("pinned.test", tmp_path)
+    srv = RecordingServer([web.get("/ok", ok)])
+    await srv.start("127.0.0.1", ssl_context=server_tls)
+    try:
+        port = srv.ports["127.0.0.1"]
+        resolver = StubResolver({"pinned.test": ["127.0.0.1"]})
+        async with ReferenceFetcher(
+            refs(root, allowed_networks=LOOPBACK), resolver=resolver, network=network, ssl_context=client_tls
+        ) as f:
+            assert await f.fetch(f"https://pinned.test:{port}/ok") == IMG
+    finally:
+        await srv.stop()
+    assert sni == ["pinned.test"]  # and the certificate was verified for pinned.test, not 127.0.0.1
+    assert network.connects == [("127.0.0.1", port)]
+    assert srv.seen == [SeenRequest("/ok", f"pinned.test:{port}")]
 
 
 async def test_loopback_allowed_only_for_the_configured_network(
