@@ -3,6 +3,11 @@
 Validation is synchronous and cheap, so the API and producers reject a bad reference before it
 is published; the worker validates again before it reads anything (events may come from any
 client). Every refusal is an EventError with reason ``reference`` or ``too_large``.
+
+http(s) hosts are checked twice: here on what the URL says literally (no DNS), and where they are
+resolved, at connect time, by the pinned network backend of :mod:`pawstream.netpolicy` (every
+resolved address must be public or in ``refs.allowed_networks``; the socket goes to a checked
+address). Redirects are followed by hand, so every hop goes through both.
 """
 
 from __future__ import annotations
@@ -99,10 +104,6 @@ class ReferencePolicy:
             return FileRef(self._check_file(parts))
         return HttpRef(self.check_url(uri))
 
-    def check_host(self, url: str) -> None:
-        """Kept for callers that only validate: the same as :meth:`check_url`."""
-        self.check_url(url)
-
     def check_url(self, url: str) -> str:
         """Refuse an http(s) URL on what it says literally; every redirect hop comes through here."""
         try:
@@ -117,19 +118,16 @@ class ReferencePolicy:
         scheme = parsed.scheme.lower()
         if scheme not in ("http", "https") or scheme not in self.refs.allowed_schemes:
             raise _refuse(f"URL scheme of {_shown(url)} is not an allowed http(s) scheme")
-        host = parsed.host.lower()
         if not host:
             raise _refuse(f"URL {_shown(url)} has no host")
         if port is not None and not 0 < port <= 65535:
             raise _refuse(f"URL {_shown(url)} has an invalid port {port}")
         self._check_host_text(url, host, raw_host, split_host)
         literal = literal_address(host)
-        loopback_name = is_loopback_name(host)
-        if literal is not None or loopback_name:
-            named = (
-                [literal] if literal is not None else [literal_address("127.0.0.1"), literal_address("::1")]
-            )
-            self.addresses.check(host, [ip for ip in named if ip is not None])
+        if literal is not None:
+            self.addresses.check(host, [literal])
+        elif is_loopback_name(host):
+            self.addresses.check(host, LOOPBACK_ADDRESSES)
         allowed = [h.lower() for h in self.refs.http_allowed_hosts]
         if allowed and host not in allowed:
             raise _refuse(f"host {host!r} is not in the allowed hosts")
