@@ -8,11 +8,12 @@ nothing else reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -162,7 +163,7 @@ class ReferenceSettings(BaseModel):
     )
     http_allowed_hosts: list[str] = Field(
         default_factory=list,
-        description="Hosts http(s) references (and their redirects) may use; empty = any.",
+        description="Hosts http(s) references (and their redirects) may name; empty = any public host.",
     )
     http_timeout_s: float = Field(5.0, gt=0, description="Deadline for one whole http fetch.")
     http_max_bytes: int = Field(10 * 1024 * 1024, gt=0)
@@ -174,9 +175,16 @@ class ReferenceSettings(BaseModel):
     )
     allowed_networks: list[str] = Field(
         default_factory=list,
-        description="CIDRs that http(s) references may reach although private, loopback or link-local "
-        "(refused by default), e.g. ['10.0.0.0/8'].",
+        description="CIDRs that http(s) references may reach although loopback, private, link-local, "
+        "multicast or reserved (all refused by default), e.g. ['10.0.0.0/8']; checked on every "
+        "resolved address and redirect hop.",
     )
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks_parse(cls, cidrs: list[str]) -> list[str]:
+        # A typo must stop start-up, not silently allow nothing (or everything).
+        return [str(ipaddress.ip_network(c.strip(), strict=False)) for c in cidrs]
 
 
 class BrokerSettings(BaseModel):

@@ -104,7 +104,10 @@ async def publish(state: ApiState, event: ImageEvent) -> None:
         401: error_doc("Missing or wrong X-API-Key."),
         413: error_doc("The image is over the inline size limit."),
         415: error_doc("Not an image (checked by magic bytes), or an unsupported request body type."),
-        422: error_doc("Invalid body, or a reference with a bad scheme or outside the allowed roots."),
+        422: error_doc(
+            "Invalid body, or a refused reference: malformed, a bad scheme, a file not found or not "
+            "allowed, or an address that is not public (unless refs.allowed_networks allows it)."
+        ),
         503: error_doc("The broker (or the store) is unreachable.", retry_after=True),
     },
 )

@@ -100,19 +100,46 @@ async def test_bad_references_are_422(api_settings: Settings, tmp_path: Path) ->
             "ftp://example.com/cat.jpg": "scheme",
             "gopher://example.com/cat.jpg": "scheme",
             "cat.jpg": "scheme",
-            "file:///etc/passwd": "outside",
             f"file://{tmp_path}/../../etc/passwd": "..",
-            escape.as_uri(): "outside",  # a symlink inside the root pointing out of it
-            f"file://{tmp_path}/missing.jpg": "not found",
+            f"file://{tmp_path}/ok.jpg%00.png": "NUL byte",
             "file://otherhost/etc/passwd": "local",
+            # Malformed URLs are a 422 with a message, never a 500.
+            "http://[::1": "malformed",
+            "http://a:99999/x.jpg": "invalid port",
+            "http://\uff45xample.com/x.jpg": "malformed",  # changes under NFKC
+            "http://" + "a" * 300 + "/x.jpg": "too long",
+            "http://2130706433/x.jpg": "non-canonical IPv4",
+            # The safe default: loopback, private, link-local (metadata) addresses are refused.
+            "http://127.0.0.1:8000/x.jpg": "refused by policy",
+            "http://localhost:8000/x.jpg": "refused by policy",
+            "http://[::1]/x.jpg": "refused by policy",
+            "http://10.0.0.1/x.jpg": "refused by policy",
+            "http://169.254.169.254/latest/meta-data": "refused by policy",
+            "http://[fd00::1]/x.jpg": "refused by policy",
+            "http://[::ffff:127.0.0.1]/x.jpg": "refused by policy",
         }
         for uri, why in bad.items():
-            r = await c.post("/v1/images", json={"ref": uri})
-            assert r.status_code == 422, (uri, r.text)
-            assert error_code(r) == "invalid_reference"
-            assert why in r.json()["error"]["message"], (uri, r.json())
+            for field in ("ref", "url"):
+                r = await c.post("/v1/images", json={field: uri})
+                assert r.status_code == 422, (uri, r.text)
+                assert error_code(r) == "invalid_reference"
+                assert why in r.json()["error"]["message"], (uri, r.json())
         r = await c.post("/v1/images", json={"url": "ftp://example.com/x.jpg"})
         assert r.status_code == 422
+
+        # A file outside the roots, a symlink out of them and a missing file get one answer: the API
+        # does not tell which files exist.
+        answers = set()
+        for uri in [
+            "file:///etc/passwd",
+            "file:///etc/no-such-file",
+            escape.as_uri(),
+            f"file://{tmp_path}/missing.jpg",
+        ]:
+            r = await c.post("/v1/images", json={"ref": uri})
+            assert r.status_code == 422 and error_code(r) == "invalid_reference", (uri, r.text)
+            answers.add(r.json()["error"]["message"])
+        assert len(answers) == 1 and "not found or not allowed" in answers.pop()
 
         for body in [{}, {"url": "http://a/x.jpg", "ref": "http://a/x.jpg"}, {"uri": "http://a"}, [1]]:
             r = await c.post("/v1/images", json=body)
@@ -124,10 +151,21 @@ async def test_bad_references_are_422(api_settings: Settings, tmp_path: Path) ->
         r = await c.post("/v1/images", files={"other": ("a.jpg", jpeg_bytes(1), "image/jpeg")})
         assert r.status_code == 422 and error_code(r) == "missing_file"
 
-        # Controls: allowed references are accepted.
+        # Controls: a file inside the roots, and a public hostname (the API does no DNS; the worker
+        # resolves it and checks every address before it connects).
         for body in [{"ref": inside.as_uri()}, {"url": "https://example.com/cat.jpg"}]:
             r = await c.post("/v1/images", json=body)
             assert r.status_code == 202, (body, r.text)
+
+
+async def test_private_networks_are_accepted_once_allowed(api_settings: Settings) -> None:
+    refs = api_settings.refs.model_copy(update={"allowed_networks": ["127.0.0.0/8", "::1/128", "10.0.0.0/8"]})
+    async with serve(api_settings.model_copy(update={"refs": refs})) as api:
+        for url in ["http://127.0.0.1:8000/x.jpg", "http://localhost/x.jpg", "http://10.1.2.3/x.jpg"]:
+            r = await api.client.post("/v1/images", json={"url": url})
+            assert r.status_code == 202, (url, r.text)
+        r = await api.client.post("/v1/images", json={"url": "http://169.254.169.254/latest/meta-data"})
+        assert r.status_code == 422 and "link-local" in r.json()["error"]["message"]
 
 
 async def test_feedback_labels_are_checked_and_published(api_settings: Settings) -> None:
