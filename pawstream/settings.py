@@ -213,6 +213,11 @@ class ApiSettings(BaseModel):
         description="Requests per API key (or client address when keys are off), `limits` syntax; "
         "empty or null turns it off.",
     )
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="Where rate-limit buckets live (`limits` storage URI): memory:// is per replica; "
+        "a redis:// URL shares them between replicas.",
+    )
     monitoring_url: str | None = Field(
         None,
         description="The monitor's metrics URL that GET /v1/monitoring summarizes; "
