@@ -88,7 +88,9 @@ def create_app(settings: Settings, *, monitoring: MonitoringProvider | None = No
 
     @app.exception_handler(ModelUnavailable)
     async def _model(_: Request, exc: ModelUnavailable) -> JSONResponse:
-        return error_response(503, "model_unavailable", str(exc), retry_after)
+        logger.warning("model artifact unavailable", extra={"error": str(exc)})  # its path is for operators
+        message = "no model artifact is readable yet, so feedback labels cannot be validated"
+        return error_response(503, "model_unavailable", message, retry_after)
 
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for module in (images, predictions, feedback, monitoring_routes, health):

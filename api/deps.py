@@ -84,7 +84,11 @@ LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
 # server has one configured, and the schema should say exactly that.
 ApiKeyHeader = Annotated[
     str | None,
-    Header(alias="X-API-Key", description="Required when the server is configured with api.api_key."),
+    Header(
+        alias="X-API-Key",
+        description="Required by write operations when the server is configured with api.api_key; "
+        "a valid key is also the client's rate-limit bucket (else its address is).",
+    ),
 ]
 
 
