@@ -104,6 +104,12 @@ class ResultConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # stop() cancelled us and a client library turned that into an error (seen
+                    # with an unreachable Redis store): retrying would keep stop() waiting forever.
+                    logger.info("result consumer cancelled", extra={"error": repr(exc)})
+                    raise asyncio.CancelledError from exc
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 logger.warning("result consumer failed; retrying", extra={"error": self.last_error})
                 await asyncio.sleep(delay)  # back-off before reconnecting, not a wait for a condition

@@ -30,7 +30,7 @@ STORE_TIMEOUT = "store did not answer in time"
 BROKER_UNREACHABLE = "broker unreachable"
 BROKER_TIMEOUT = "broker did not answer in time"
 CONSUMER_STOPPED = "result consumer not running"
-CONSUMER_RECONNECTING = "result consumer reconnecting to the broker"
+CONSUMER_RECONNECTING = "result consumer restarting after an error"
 CONSUMER_CATCHING_UP = "result consumer still reading the result topics"
 
 

@@ -157,7 +157,7 @@ async def test_readyz_gives_short_reasons_without_exception_text(
     assert body["details"]["store"] == "store unreachable"
     assert body["details"]["broker"] == "broker unreachable"
     assert body["details"]["consumer"] in (
-        "result consumer reconnecting to the broker",
+        "result consumer restarting after an error",
         "result consumer still reading the result topics",
     )
     for leaked in (str(port), "127.0.0.1", ":1", "Error", "refused", "Traceback"):
