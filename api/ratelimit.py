@@ -26,9 +26,16 @@ from pawstream.settings import ApiSettings
 logger = logging.getLogger(__name__)
 
 
+# What an environment variable can say for "no limit" (it cannot carry a JSON null).
+_OFF = frozenset({"", "null", "none", "off"})
+
+
 def parse_rate_limit(text: str | None) -> RateLimitItem | None:
-    """``"600/minute"`` -> the limit; None or blank -> no limit. ValueError names the setting."""
-    if text is None or not text.strip():
+    """``"600/minute"`` -> the limit; None, blank, "null", "none" or "off" -> no limit.
+
+    ValueError (naming the setting) for anything else that is not a limit.
+    """
+    if text is None or text.strip().lower() in _OFF:
         return None
     try:
         return parse(text)

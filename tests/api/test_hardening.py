@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.app import create_app
 from api.consumer import ResultConsumer
 from api.metrics import ApiMetrics
+from api.ratelimit import parse_rate_limit
 from api.store import ResultStore, Status, make_store
 from api.waiters import Waiters
 from pawstream.broker import free_port
@@ -244,6 +245,15 @@ async def test_failing_rate_limit_storage_lets_requests_through(api_settings: Se
     async with serve(settings) as api:
         for _ in range(3):
             assert (await api.client.get("/v1/predictions/x")).status_code == 404
+
+
+def test_rate_limit_setting_values() -> None:
+    for off in (None, "", " ", "null", "None", "off"):
+        assert parse_rate_limit(off) is None
+    limit = parse_rate_limit("5 per 2 seconds")
+    assert limit is not None and (limit.amount, limit.multiples, limit.GRANULARITY.name) == (5, 2, "second")
+    with pytest.raises(ValueError, match=r"api\.rate_limit"):
+        parse_rate_limit("lots")
 
 
 def test_a_bad_rate_limit_setting_is_refused_at_start(api_settings: Settings) -> None:
