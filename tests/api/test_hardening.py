@@ -394,3 +394,20 @@ async def test_broker_down_answers_without_client_error_text(api_settings: Setti
         r = await api.client.post("/v1/feedback", json={"id": "img-1", "label": "cat"})
     message = assert_error(r, 503, "broker_unavailable")
     assert "127.0.0.1" not in message and "Error" not in message
+
+
+def test_limited_routes_document_429_with_retry_after(api_settings: Settings) -> None:
+    paths = create_app(api_settings).openapi()["paths"]
+    limited = {
+        ("post", "/v1/images"),
+        ("post", "/v1/feedback"),
+        ("get", "/v1/predictions/{image_id}"),
+        ("get", "/v1/monitoring"),
+    }
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            documented = operation["responses"].get("429")
+            if (method, path) in limited:
+                assert documented is not None and "Retry-After" in documented["headers"], (method, path)
+            else:
+                assert documented is None, (method, path)  # health and metrics are never limited
