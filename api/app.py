@@ -18,6 +18,7 @@ from api.labels import ModelLabels, ModelUnavailable
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.monitoring import MonitoringProvider, PlaceholderMonitoring
 from api.publisher import BrokerUnavailable, Publisher
+from api.ratelimit import RateLimiter
 from api.routes import feedback, health, images, predictions
 from api.routes import monitoring as monitoring_routes
 from api.state import ApiState
@@ -54,6 +55,7 @@ def create_app(settings: Settings, *, monitoring: MonitoringProvider | None = No
         labels=ModelLabels(settings.model.artifact_path),
         monitoring=monitoring or PlaceholderMonitoring(),
         references=ReferencePolicy(settings.refs),
+        limiter=RateLimiter(settings.api, metrics),
     )
 
     @asynccontextmanager
@@ -79,12 +81,16 @@ def create_app(settings: Settings, *, monitoring: MonitoringProvider | None = No
         return error_response(503, "broker_unavailable", str(exc), retry_after)
 
     @app.exception_handler(StoreUnavailable)
-    async def _store(_: Request, exc: StoreUnavailable) -> JSONResponse:
-        return error_response(503, "store_unavailable", str(exc), retry_after)
+    async def _store(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        # The detail (addresses, driver errors) is for the log, not for clients.
+        logger.warning("result store unavailable", extra={"path": request.url.path, "error": str(exc)})
+        return error_response(503, "store_unavailable", "the result store is unavailable", retry_after)
 
     @app.exception_handler(ModelUnavailable)
     async def _model(_: Request, exc: ModelUnavailable) -> JSONResponse:
-        return error_response(503, "model_unavailable", str(exc), retry_after)
+        logger.warning("model artifact unavailable", extra={"error": str(exc)})  # its path is for operators
+        message = "no model artifact is readable yet, so feedback labels cannot be validated"
+        return error_response(503, "model_unavailable", message, retry_after)
 
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for module in (images, predictions, feedback, monitoring_routes, health):

@@ -5,25 +5,45 @@ group): each replica sees every result, so it can resolve its own ``?wait`` requ
 offset per partition is stored with the results (one transaction), and a restart resumes there.
 Readiness ("caught up") compares positions with the true end offsets taken at start-up through
 pawstream.offsets.end_offsets (Tansu's ListOffsets(LATEST) under-reports them).
+
+Waiters are woken with what the store holds after a batch was applied, never with the record
+itself: the store keeps the highest state (a dead letter never overrides a prediction), so a
+waiter handed the raw record could answer ``failed`` for an id the store holds as ``done``.
+
+A result with a schema version this API does not read (a newer worker) is counted
+(``pawstream_api_unknown_schema_version_records``) and logged once per version. If its ``id``
+can be read, that id is stored as ``failed`` (reason ``schema``), so its waiters and lookups end
+with a message instead of staying pending forever; a readable (v1) prediction for the id still
+replaces it, as any prediction replaces a failure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import re
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from api.metrics import ApiMetrics
+from api.metrics import ApiMetrics, version_label
 from api.models import Failure
-from api.store.base import ResultStore, Status, StoredResult
+from api.store.base import ResultStore, Status, StoredResult, StoreUnavailable
 from api.waiters import Waiters
 from pawstream.kafka import consumer_kwargs
 from pawstream.offsets import end_offsets
-from pawstream.schemas import DeadLetterEvent, PredictionEvent
+from pawstream.schemas import (
+    ID_PATTERN,
+    SCHEMA_VERSION,
+    DeadLetterEvent,
+    DeadLetterReason,
+    PredictionEvent,
+    UnknownSchemaVersion,
+    parse_versioned,
+)
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
 
@@ -48,6 +68,7 @@ class ResultConsumer:
         self.caught_up = False
         self.last_error: str | None = None
         self.records_read = 0
+        self._versions_logged: set[tuple[str, str]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -83,6 +104,12 @@ class ResultConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # stop() cancelled us and a client library turned that into an error (seen
+                    # with an unreachable Redis store): retrying would keep stop() waiting forever.
+                    logger.info("result consumer cancelled", extra={"error": repr(exc)})
+                    raise asyncio.CancelledError from exc
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 logger.warning("result consumer failed; retrying", extra={"error": self.last_error})
                 await asyncio.sleep(delay)  # back-off before reconnecting, not a wait for a condition
@@ -133,7 +160,7 @@ class ResultConsumer:
             while True:
                 batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
                 if batch:
-                    await self._apply(batch)
+                    await self.apply(batch)
                 self._update_lag(consumer)
                 self._update_caught_up()
         finally:
@@ -149,7 +176,8 @@ class ResultConsumer:
             out += [TopicPartition(topic, p) for p in sorted(parts)]
         return out
 
-    async def _apply(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+    async def apply(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Store one fetched batch with its next offsets (one atomic step), then wake its waiters."""
         results: list[StoredResult] = []
         offsets: dict[tuple[str, int], int] = {}
         for tp, records in batch.items():
@@ -164,19 +192,36 @@ class ResultConsumer:
         await self.store.apply(results, offsets)
         for (topic, part), off in offsets.items():
             self._next[TopicPartition(topic, part)] = off
-        for result in results:
-            self.waiters.resolve(result)
+        await self._wake({r.id for r in results})
+
+    async def _wake(self, ids: set[str]) -> None:
+        """Resolve the waiters of ``ids`` with the state the store now holds for each."""
+        for image_id in ids:
+            if not self.waiters.watching(image_id):
+                continue
+            try:
+                stored = await self.store.get(image_id)
+            except StoreUnavailable:
+                # Its waiters answer "pending" when their wait runs out; never a state the store
+                # may not hold.
+                logger.warning("could not read a result back for its waiters", extra={"id": image_id})
+                continue
+            if stored is not None:
+                self.waiters.resolve(stored)
 
     def _parse(self, topic: str, value: bytes | None) -> StoredResult | None:
+        kind = "prediction" if topic == self.settings.topics.predictions else "deadletter"
         try:
-            if topic == self.settings.topics.predictions:
-                event = PredictionEvent.model_validate_json(value or b"")
+            if kind == "prediction":
+                event = parse_versioned(PredictionEvent, value or b"")
                 self.metrics.consumed.labels("prediction").inc()
                 # The embedding is for monitoring; the API never serves it.
                 body = event.model_copy(update={"embedding": None}).to_bytes().decode()
                 return StoredResult(event.id, Status.DONE, body)
-            dead = DeadLetterEvent.model_validate_json(value or b"")
-        except ValidationError as exc:
+            dead = parse_versioned(DeadLetterEvent, value or b"")
+        except UnknownSchemaVersion as exc:
+            return self._unknown_version(kind, value or b"", exc)
+        except (ValidationError, ValueError) as exc:  # ValueError: not JSON, or not an object
             self.metrics.consumed.labels("invalid").inc()
             logger.warning("skipping an unreadable result record", extra={"topic": topic, "error": str(exc)})
             return None
@@ -185,6 +230,27 @@ class ResultConsumer:
             return None
         failure = Failure(reason=dead.reason.value, message=dead.message, stage=dead.stage)
         return StoredResult(dead.id, Status.FAILED, failure.model_dump_json())
+
+    def _unknown_version(self, kind: str, value: bytes, exc: UnknownSchemaVersion) -> StoredResult | None:
+        version = version_label(exc.version)
+        self.metrics.consumed.labels("unknown_version").inc()
+        self.metrics.unknown_versions.labels(kind, version).inc()
+        if (kind, version) not in self._versions_logged:
+            self._versions_logged.add((kind, version))
+            logger.warning(
+                "result records with an unknown schema version: counted, their ids marked failed "
+                "(logged once per version)",
+                extra={"kind": kind, "version": version, "error": str(exc)},
+            )
+        image_id = _readable_id(value)
+        if image_id is None:
+            return None
+        failure = Failure(
+            reason=DeadLetterReason.SCHEMA.value,
+            message=f"the {kind} was written with schema version {version}; this API reads "
+            f"version {SCHEMA_VERSION} (upgrade the API to read it)",
+        )
+        return StoredResult(image_id, Status.FAILED, failure.model_dump_json())
 
     def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
         lag = 0
@@ -202,3 +268,16 @@ class ResultConsumer:
     @property
     def partitions(self) -> Sequence[TopicPartition]:
         return list(self._targets)
+
+
+_ID = re.compile(ID_PATTERN)
+
+
+def _readable_id(value: bytes) -> str | None:
+    """The ``id`` of a record of any schema version, if it has one in today's id format."""
+    try:
+        obj = json.loads(value)
+    except ValueError:
+        return None
+    image_id = obj.get("id") if isinstance(obj, dict) else None
+    return image_id if isinstance(image_id, str) and _ID.fullmatch(image_id) else None

@@ -70,6 +70,7 @@ _HTTP_CODES = {
     406: "not_acceptable",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",
 }
 
 # Every operation documents these; the route adds its own.
@@ -85,6 +86,12 @@ def error_doc(description: str, *, retry_after: bool = False) -> dict[str, Any]:
             "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
         }
     return doc
+
+
+def rate_limited_doc() -> dict[str, Any]:
+    return error_doc(
+        "Too many requests from this API key (or client address): api.rate_limit.", retry_after=True
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

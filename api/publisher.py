@@ -64,7 +64,9 @@ class Publisher:
         except TimeoutError as exc:
             raise BrokerUnavailable(f"the broker did not acknowledge within {timeout}s") from exc
         except (KafkaError, OSError) as exc:
-            raise BrokerUnavailable(f"the broker is unreachable: {type(exc).__name__}: {exc}") from exc
+            # The detail (addresses, client errors) is for the log; the answer says what happened.
+            logger.warning("publish failed", extra={"topic": topic, "error": f"{type(exc).__name__}: {exc}"})
+            raise BrokerUnavailable("the broker is unreachable") from exc
 
     async def publish_image(self, event: ImageEvent) -> None:
         await self._send(self.settings.topics.images, event.record_key(), event.to_bytes())

@@ -9,6 +9,7 @@ from api.labels import ModelLabels
 from api.metrics import ApiMetrics
 from api.monitoring import MonitoringProvider
 from api.publisher import Publisher
+from api.ratelimit import RateLimiter
 from api.store import ResultStore
 from api.waiters import Waiters
 from pawstream.references import ReferencePolicy
@@ -26,3 +27,4 @@ class ApiState:
     labels: ModelLabels
     monitoring: MonitoringProvider
     references: ReferencePolicy
+    limiter: RateLimiter

@@ -7,6 +7,7 @@ refused before reading, and a streamed body is cut off as soon as it passes the 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
 
@@ -55,11 +56,53 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-async def read_json(request: Request, limit: int) -> Any:
+# A JSON string (skipped whole, so brackets inside it do not count) or one bracket.
+_JSON_NESTING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_OPENERS = frozenset(b"[{")
+
+
+def json_depth_exceeds(raw: bytes, max_depth: int) -> bool:
+    """Whether ``raw`` nests arrays/objects deeper than ``max_depth``, found without parsing it.
+
+    Checked before ``json.loads``: the C parser recurses once per level and raises RecursionError
+    (a 500) on a few KB of ``[``, and every later step (validation, error rendering) recurses too.
+    A regex scan is linear and cannot recurse; an unterminated string at worst over-counts, and
+    such a body is invalid JSON anyway.
+    """
+    depth = 0
+    for match in _JSON_NESTING.finditer(raw):
+        token = match.group()
+        if len(token) != 1:
+            continue  # a string
+        if token[0] in _OPENERS:
+            depth += 1
+            if depth > max_depth:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def too_deep(max_depth: int) -> ApiError:
+    return ApiError(400, "json_too_deep", f"request body nests JSON deeper than {max_depth} levels")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_json(request: Request, limit: int, max_depth: int) -> Any:
+    """The parsed JSON body: 413 past ``limit`` bytes, 400 if malformed or nested past ``max_depth``."""
     raw = await read_body(request, limit)
+    if json_depth_exceeds(raw, max_depth):
+        raise too_deep(max_depth)
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # parse_constant: NaN and Infinity are Python's extension, not JSON.
+        return json.loads(raw, parse_constant=_no_constant)
+    except RecursionError as exc:  # only if max_depth is set beyond what the parser can take
+        raise too_deep(max_depth) from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        # ValueError covers JSONDecodeError and also integers past Python's digit limit.
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
 
 
@@ -95,11 +138,12 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def read_model(request: Request, model: type[M], limit: int) -> M:
-    """A JSON body validated into ``model``: 415 if not JSON, 413 past ``limit``, 422 if invalid."""
+async def read_model(request: Request, model: type[M], limit: int, max_depth: int) -> M:
+    """A JSON body validated into ``model``: 415 if not JSON, 413 past ``limit``, 400 if malformed
+    or nested deeper than ``max_depth``, 422 if invalid."""
     if media_type(request) != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    data = await read_json(request, limit)
+    data = await read_json(request, limit, max_depth)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -1,7 +1,8 @@
 """Per-id waiters: ``?wait`` requests park on a future that the consumer resolves.
 
-No polling: the consumer calls :meth:`Waiters.resolve` right after it stored a result, and every
-request waiting for that id wakes up. Each replica reads all partitions, so whichever replica
+No polling: the consumer calls :meth:`Waiters.resolve` right after it stored a result, with the
+state the store then holds for the id (not the record it read), and every request waiting for
+that id wakes up. Each replica reads all partitions, so whichever replica
 holds the request sees the result.
 """
 
@@ -43,6 +44,9 @@ class Waiters:
                 if not futs:
                     del self._by_id[image_id]
             fut.cancel()
+
+    def watching(self, image_id: str) -> bool:
+        return image_id in self._by_id
 
     def resolve(self, result: StoredResult) -> int:
         futs = self._by_id.get(result.id, ())

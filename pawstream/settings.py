@@ -218,8 +218,13 @@ class ApiSettings(BaseModel):
     json_max_depth: int = Field(32, ge=2, description="Deepest nesting a JSON request body may have.")
     rate_limit: str | None = Field(
         "600/minute",
-        description="Requests per API key (or client address when keys are off), `limits` syntax; "
-        "empty or null turns it off.",
+        description="Requests per API key (or client address when keys are off), `limits` syntax "
+        "(a moving window); empty, null or off turns it off.",
+    )
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="Where rate-limit buckets live (`limits` storage URI): memory:// is per replica; "
+        "a redis:// URL shares them between replicas.",
     )
     monitoring_url: str | None = Field(
         None,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from api.deps import StateDep, WriteAccess
-from api.errors import ApiError, error_doc
+from api.deps import LabelsDep, MetricsDep, ProducerDep, RateLimited, SettingsDep, WriteAccess
+from api.errors import ApiError, error_doc, rate_limited_doc
 from api.models import FeedbackAccepted, FeedbackRequest
 from api.upload import json_body_doc, read_model
 from pawstream.schemas import FeedbackEvent
@@ -18,25 +18,34 @@ router = APIRouter(prefix="/v1", tags=["feedback"])
     status_code=202,
     response_model=FeedbackAccepted,
     summary="Label an image",
-    dependencies=[WriteAccess],
+    dependencies=[WriteAccess, RateLimited],
     openapi_extra={"requestBody": json_body_doc(FeedbackRequest)},
     responses={
-        400: error_doc("Malformed JSON."),
+        400: error_doc("Malformed JSON, or nested deeper than api.json_max_depth."),
         401: error_doc("Missing or wrong X-API-Key."),
         413: error_doc("Body too large."),
         415: error_doc("Body is not application/json."),
         422: error_doc("Invalid body, or a label that is not one of the model's classes."),
+        429: rate_limited_doc(),
         503: error_doc("Broker unreachable, or no model artifact to check labels.", retry_after=True),
     },
 )
-async def post_feedback(request: Request, state: StateDep) -> FeedbackAccepted:
+async def post_feedback(
+    request: Request,
+    settings: SettingsDep,
+    labels: LabelsDep,
+    publisher: ProducerDep,
+    metrics: MetricsDep,
+) -> FeedbackAccepted:
     """Accepted (202) once the broker acknowledged it, also for ids with no prediction yet:
     labels may arrive before their predictions, and monitoring joins them later."""
-    body = await read_model(request, FeedbackRequest, state.settings.api.json_max_bytes)
-    labels = state.labels.get()
-    if body.label not in labels:
-        known = ", ".join(labels)
+    body = await read_model(
+        request, FeedbackRequest, settings.api.json_max_bytes, settings.api.json_max_depth
+    )
+    known_labels = labels.get()
+    if body.label not in known_labels:
+        known = ", ".join(known_labels)
         raise ApiError(422, "unknown_label", f"label {body.label!r} is not a model class ({known})")
-    await state.publisher.publish_feedback(FeedbackEvent(id=body.id, label=body.label, source="api"))
-    state.metrics.published.labels("feedback").inc()
+    await publisher.publish_feedback(FeedbackEvent(id=body.id, label=body.label, source="api"))
+    metrics.published.labels("feedback").inc()
     return FeedbackAccepted(id=body.id, label=body.label)

@@ -8,14 +8,26 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import StateDep, WriteAccess
-from api.errors import ApiError, error_doc
+from api.deps import (
+    MetricsDep,
+    ProducerDep,
+    RateLimited,
+    ReferencesDep,
+    SettingsDep,
+    StoreDep,
+    WaitersDep,
+    WriteAccess,
+)
+from api.errors import ApiError, error_doc, rate_limited_doc
+from api.metrics import ApiMetrics
 from api.models import ImageReference, ResultResponse
-from api.state import ApiState
-from api.store import StoreUnavailable
+from api.publisher import Publisher
+from api.store import ResultStore, StoreUnavailable
 from api.upload import json_body_doc, media_type, read_model, read_upload
 from api.waiters import wait_result
+from pawstream.references import ReferencePolicy
 from pawstream.schemas import DeadLetterReason, EventError, ImageEvent
+from pawstream.settings import Settings
 from producers.publish import inline_event
 
 logger = logging.getLogger(__name__)
@@ -50,12 +62,11 @@ _IMAGE_BODY: dict[str, Any] = {
 _LOCATION = {"Location": {"description": "Where the result can be looked up.", "schema": {"type": "string"}}}
 
 
-def wait_budget(state: ApiState, wait: float | None) -> float:
-    return min(wait or 0.0, state.settings.api.wait_max_s)
+def wait_budget(settings: Settings, wait: float | None) -> float:
+    return min(wait or 0.0, settings.api.wait_max_s)
 
 
-async def event_from_request(request: Request, state: ApiState) -> ImageEvent:
-    settings = state.settings
+async def event_from_request(request: Request, settings: Settings, references: ReferencePolicy) -> ImageEvent:
     kind = media_type(request)
     if kind == "multipart/form-data":
         data = await read_upload(request, "file", settings.refs.inline_max_bytes)
@@ -66,9 +77,11 @@ async def event_from_request(request: Request, state: ApiState) -> ImageEvent:
                 raise ApiError(413, "payload_too_large", exc.message) from exc
             raise ApiError(415, "unsupported_image", exc.message) from exc
     if kind == "application/json":
-        body = await read_model(request, ImageReference, settings.api.json_max_bytes)
+        body = await read_model(
+            request, ImageReference, settings.api.json_max_bytes, settings.api.json_max_depth
+        )
         try:
-            state.references.check(body.uri)
+            references.check(body.uri)
         except EventError as exc:
             raise ApiError(422, "invalid_reference", exc.message) from exc
         return ImageEvent(ref=body.uri, source=SOURCE)
@@ -79,11 +92,11 @@ async def event_from_request(request: Request, state: ApiState) -> ImageEvent:
     )
 
 
-async def publish(state: ApiState, event: ImageEvent) -> None:
-    await state.publisher.publish_image(event)
-    state.metrics.published.labels("image_inline" if event.data is not None else "image_ref").inc()
+async def publish(publisher: Publisher, store: ResultStore, metrics: ApiMetrics, event: ImageEvent) -> None:
+    await publisher.publish_image(event)
+    metrics.published.labels("image_inline" if event.data is not None else "image_ref").inc()
     try:
-        await state.store.mark_pending(event.id)
+        await store.mark_pending(event.id)
     except StoreUnavailable:
         # The image is on the broker and will be classified; only the pending marker is missing.
         logger.warning("could not mark an image pending", extra={"id": event.id}, exc_info=True)
@@ -95,12 +108,12 @@ async def publish(state: ApiState, event: ImageEvent) -> None:
     response_model=ResultResponse,
     response_model_exclude_none=True,
     summary="Publish an image for classification",
-    dependencies=[WriteAccess],
+    dependencies=[WriteAccess, RateLimited],
     openapi_extra={"requestBody": _IMAGE_BODY},
     responses={
         200: {"model": ResultResponse, "description": "Result arrived within ?wait.", "headers": _LOCATION},
         202: {"description": "Published (acknowledged by the broker); still pending.", "headers": _LOCATION},
-        400: error_doc("Malformed JSON or multipart body."),
+        400: error_doc("Malformed JSON (or nested deeper than api.json_max_depth) or multipart body."),
         401: error_doc("Missing or wrong X-API-Key."),
         413: error_doc("The image is over the inline size limit."),
         415: error_doc("Not an image (checked by magic bytes), or an unsupported request body type."),
@@ -108,28 +121,39 @@ async def publish(state: ApiState, event: ImageEvent) -> None:
             "Invalid body, or a refused reference: malformed, a bad scheme, a file not found or not "
             "allowed, or an address that is not public (unless refs.allowed_networks allows it)."
         ),
+        429: rate_limited_doc(),
         503: error_doc("The broker (or the store) is unreachable.", retry_after=True),
     },
 )
-async def publish_image(request: Request, response: Response, state: StateDep, wait: WaitQuery = None) -> Any:
+async def publish_image(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    references: ReferencesDep,
+    publisher: ProducerDep,
+    store: StoreDep,
+    waiters: WaitersDep,
+    metrics: MetricsDep,
+    wait: WaitQuery = None,
+) -> Any:
     """Send a ``multipart/form-data`` upload (part ``file``) or JSON ``{"url": ...}`` / ``{"ref": ...}``.
 
     Answers 202 once the broker acknowledged the image, so nothing is lost after a 202. With
     ``?wait=SECONDS`` it answers 200 with the result as soon as it arrives, or 202 when the wait
     runs out.
     """
-    event = await event_from_request(request, state)
+    event = await event_from_request(request, settings, references)
     location = f"/v1/predictions/{event.id}"
-    budget = wait_budget(state, wait)
-    if budget > 0 and not state.waiters.full:
+    budget = wait_budget(settings, wait)
+    if budget > 0 and not waiters.full:
         # Watch before publishing, so even an instant result cannot be missed.
-        with state.waiters.watch(event.id) as fut:
-            await publish(state, event)
+        with waiters.watch(event.id) as fut:
+            await publish(publisher, store, metrics, event)
             result = await wait_result(fut, budget)
         if result is not None:
             body = ResultResponse.from_stored(result).model_dump(mode="json", exclude_none=True)
             return JSONResponse(body, status_code=200, headers={"Location": location})
     else:
-        await publish(state, event)
+        await publish(publisher, store, metrics, event)
     response.headers["Location"] = location
     return ResultResponse.pending(event.id)

@@ -39,7 +39,9 @@ pytestmark = [
 ]
 logger = logging.getLogger(__name__)
 
-MAX_EXAMPLES = 25
+# Per operation and generation mode. The issue asks for at least 200; the whole run takes a few
+# minutes on two shared cores (measured in the test's log line).
+MAX_EXAMPLES = 200
 
 CHECKS = [
     not_a_server_error,
@@ -58,7 +60,10 @@ CONFIG = schemathesis.Config.from_dict(
 @pytest.fixture
 def api_schema(api_settings: Settings) -> Iterator[schemathesis.BaseSchema]:
     # Short waits: generated ?wait values would otherwise hold requests for up to wait_max_s.
-    app: Any = create_app(with_api(api_settings, wait_max_s=0.2))
+    # The rate limiter stays on (its dependency is part of every limited route) with a limit the
+    # run cannot reach: a 429 is documented, but would stop the checks from seeing the route.
+    settings = with_api(api_settings, wait_max_s=0.2, rate_limit="1000000/minute")
+    app: Any = create_app(settings)
     # Loading the schema starts the app's lifespan on schemathesis' own event-loop thread.
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG)
     with asgi.get_client(app) as client:
