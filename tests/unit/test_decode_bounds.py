@@ -81,6 +81,16 @@ def test_extreme_shapes_give_the_models_input_without_a_huge_resize() -> None:
     assert torch.allclose(x[0], torch.full((224, 224), 200 / 255 / 0.5 - 1), atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "RGB", "L"])
+def test_every_mode_reduces_like_its_plain_rgb_conversion(mode: str) -> None:
+    """RGBA is reduced band by band (no full-size RGB copy): the same pixels as converting first."""
+    rgb = _photo((3001, 2003), seed=4)
+    img = rgb.convert(mode) if mode != "RGBA" else Image.merge("RGBA", [*rgb.split(), rgb.getchannel("G")])
+    ours = load_rgb(encode(img), draft_size=256, max_pixels=10**8)
+    assert ours.size == (1501, 1002)  # 2003 // 768 = 2
+    assert ours.tobytes() == img.convert("RGB").reduce(2).tobytes()
+
+
 def test_decode_cost_reads_the_header_at_draft_scale() -> None:
     assert decode_cost(png((6000, 6000)), draft_size=256) == 36_000_000
     jpeg = encode(Image.radial_gradient("L").resize((4000, 3000)).convert("RGB"), "JPEG")
@@ -108,6 +118,33 @@ def test_reduced_large_images_stay_close_to_the_direct_resize() -> None:
     direct = _torchvision_eval(CFG)(img)  # type: ignore[operator]
     grey = (ours - direct).abs() * 0.5 * 255
     assert float(grey.max()) <= 6 and float(grey.mean()) < 0.5
+
+
+_FREE_SCRIPT = textwrap.dedent(
+    """
+    import ctypes, sys, psutil
+    from PIL import Image
+    from pawstream.vision.memory import pillow_images_in_one_block, tune_malloc
+    tune_malloc(32, 1024)  # the worker's defaults
+    if sys.argv[1] == "one-block":
+        pillow_images_in_one_block()
+    im = Image.new("RGB", (6000, 6000), (1, 2, 3))
+    del im
+    print(psutil.Process().memory_info().rss / 2**20)
+    """
+)
+
+
+def test_a_freed_large_image_goes_back_to_the_os_in_one_block() -> None:
+    def rss_after_free(arg: str) -> float:
+        run = subprocess.run(
+            [sys.executable, "-c", _FREE_SCRIPT, arg], capture_output=True, text=True, timeout=120
+        )
+        return float(run.stdout)
+
+    # Pillow's 16 MB blocks stay in glibc's heap (the worker keeps 1 GB of freed heap); one block
+    # is an mmap of its own, unmapped on free.
+    assert rss_after_free("one-block") < rss_after_free("default") - 100
 
 
 # Runs in a fresh interpreter: ru_maxrss there is this code's peak, not the test session's.
