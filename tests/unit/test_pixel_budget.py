@@ -70,12 +70,13 @@ async def test_the_processor_decodes_the_next_slice_only_after_the_model_ran_on_
     values = [ImageEvent(id=f"big-{w}", data=png((w, 2000))).to_bytes() for w in widths]
     values.insert(2, ImageEvent(id="broken", data=b"\x89PNG\r\n\x1a\n broken").to_bytes())
     records = [Record(None, v, "images", 0, i, None) for i, v in enumerate(values)]
+    metrics = WorkerMetrics()
     with ThreadPoolExecutor(2) as decode, ThreadPoolExecutor(1) as model:
         processor = BatchProcessor(
             settings,
             predictor,
             ReferenceFetcher(settings.refs),
-            WorkerMetrics(),
+            metrics,
             "test-worker",
             decode_pool=decode,
             inference_pool=model,
@@ -91,6 +92,11 @@ async def test_the_processor_decodes_the_next_slice_only_after_the_model_ran_on_
     assert sorted(n for kind, n in predictor.log if kind == "decode")[:2] == [2000, 2001]
     assert [p.id for p in result.predictions] == [f"big-{w}" for w in widths]
     assert {p.batch_size for p in result.predictions} == {5}  # the micro-batch, not the slice
+    # and so are the batch metrics: one observation per micro-batch, as the dashboards expect
+    sample = metrics.registry.get_sample_value
+    assert sample("pawstream_worker_batch_size_count") == 1 and sample("pawstream_worker_batch_size_sum") == 5
+    assert sample("pawstream_worker_inference_seconds_count") == 1
+    assert sample("pawstream_worker_decode_seconds_count") == 1
     assert [(d.id, d.reason) for d in result.deadletters] == [("broken", DeadLetterReason.DECODE)]
     # Every image's prediction is the one it gets alone.
     for p, w in zip(result.predictions, widths, strict=True):
