@@ -91,16 +91,19 @@ def decoded_size(img: Image.Image, draft_size: int) -> tuple[int, int]:
     return img.size
 
 
-def decode_cost(data: bytes, *, draft_size: int) -> int:
+def decode_cost(
+    data: bytes, *, draft_size: int, max_pixels: int, max_aspect_ratio: float | None = None
+) -> int:
     """Pixels ``load_rgb`` decodes at full size for ``data``, from its header alone (no decode).
 
-    The worker plans its micro-batch slices with it (stream/pixel_budget.py). 0 for bytes that are
-    not an image we open: decoding them fails at once, so they cost nothing.
+    The worker plans its micro-batch slices with it (stream/pixel_budget.py). 0 for bytes that
+    ``load_rgb`` refuses before decoding (not an image we open, over a limit): they cost nothing.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
+                check_shape(*img.size, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
                 width, height = decoded_size(img, draft_size)
     except Exception:  # any failure here is load_rgb's to report, with its reason
         return 0

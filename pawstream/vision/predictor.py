@@ -182,7 +182,12 @@ class Predictor:
 
     def decode_cost(self, data: bytes) -> int:
         """Pixels ``decode`` materialises at full size for ``data`` (from its header; any thread)."""
-        return decode_cost(data, draft_size=self.meta.input.resize)
+        return decode_cost(
+            data,
+            draft_size=self.meta.input.resize,
+            max_pixels=self.max_pixels,
+            max_aspect_ratio=self.max_aspect_ratio,
+        )
 
     def prepare(self, pixels: Sequence[np.ndarray]) -> torch.Tensor:
         """Stage 2, the model's thread: decoded pixels -> the model's (N, 3, S, S) input batch."""

@@ -92,10 +92,17 @@ def test_every_mode_reduces_like_its_plain_rgb_conversion(mode: str) -> None:
 
 
 def test_decode_cost_reads_the_header_at_draft_scale() -> None:
-    assert decode_cost(png((6000, 6000)), draft_size=256) == 36_000_000
+    def cost(data: bytes, max_aspect_ratio: float | None = 20.0) -> int:
+        return decode_cost(data, draft_size=256, max_pixels=40_000_000, max_aspect_ratio=max_aspect_ratio)
+
+    assert cost(png((6000, 6000))) == 36_000_000
     jpeg = encode(Image.radial_gradient("L").resize((4000, 3000)).convert("RGB"), "JPEG")
-    assert decode_cost(jpeg, draft_size=256) == 500 * 375  # draft mode decodes it at 1/8
-    assert decode_cost(b"not an image", draft_size=256) == 0
+    assert cost(jpeg) == 500 * 375  # draft mode decodes it at 1/8
+    # refused before any decode: they cost nothing
+    assert cost(b"not an image") == 0
+    assert cost(png((7000, 7000))) == 0
+    assert cost(png((2000, 1))) == 0
+    assert cost(png((2000, 1)), max_aspect_ratio=None) == 2000
 
 
 @pytest.mark.parametrize(
