@@ -193,6 +193,7 @@ def test_peak_memory_of_one_image_is_bounded_by_its_own_decode() -> None:
     rise = dict(line.split() for line in out.splitlines())
     # Extreme shapes decode to a few pixels and are cropped to 4:1: no visible rise at all.
     assert float(rise["extreme"]) < 20, out
-    # A 6000x6000 decode is 108 MB as RGB, 144 MB as RGBA (then converted: 252 MB at once); the
-    # rest of the path (reduced copy, resize) adds only a few MB on top.
-    assert float(rise["large"]) < 280, out
+    # A 6000x6000 decode is 144 MB in Pillow (RGB is stored as RGBX, RGBA the same), plus one
+    # 36 MB band while RGBA is reduced; the reduced copy and the resize add a few MB (measured:
+    # 175 MB; before the bounds, 481 MB for RGBA: the full-size RGB copy and its numpy array).
+    assert float(rise["large"]) < 220, out
