@@ -34,6 +34,8 @@ def sniff_content_type(data: bytes) -> str | None:
 # side before any resize. The eval transform keeps only the centre of the long side anyway, and
 # without the crop the resize of a 1000x1 PNG (short side to 256) materialised a 256000-pixel long
 # side: ~390 MB. 4:1 leaves every camera format and most panoramas untouched (bit-identical).
+# Past it the crop moves the resize's sampling grid by under one pixel: measured on a 2000x300
+# noise image against the uncropped resize, at most 9 grey levels apart (mean 0.4).
 CROP_ASPECT = 4.0
 # Images whose short side is at least twice REDUCE_GAP x the resize target are box-reduced first
 # (Pillow's ``reduce``, an exact integer average) by the largest factor that keeps the short side
