@@ -97,9 +97,11 @@ class WorkerSettings(BaseModel):
         256, ge=16, description="Longer record keys are truncated in dead letters (their sha256 is kept)."
     )
     # 64 Mpx: under twice refs.max_image_pixels (40 Mpx), so two maximum-size images never decode
-    # at once (each is ~160 MB in Pillow: a worker through a batch of 32 6000x6000 PNGs peaked at
-    # 653 MB fp32, one per slice), while a batch of 32 ordinary photos (a 12 Mpx JPEG decodes at
-    # 1/8 scale in draft mode, ~0.2 Mpx) stays one slice and one model pass.
+    # at once (each is ~160 MB in Pillow), while a batch of 32 ordinary photos (a 12 Mpx JPEG
+    # decodes at 1/8 scale in draft mode, ~0.2 Mpx) stays one slice and one model pass. Measured
+    # with a worker (fp32, ~450 MB warm) through one batch of 32 6000x6000 and extreme-aspect PNGs
+    # (tests/integration/test_worker_memory.py): peak 640-653 MB at 64 Mpx, 812 MB at 128 Mpx (two
+    # decoded at once), 646 MB at 16 Mpx (no lower: the largest single image sets it).
     max_batch_pixels: int = Field(
         64_000_000,
         gt=0,
