@@ -97,10 +97,17 @@ class WorkerSettings(BaseModel):
     deadletter_key_max_chars: int = Field(
         256, ge=16, description="Longer record keys are truncated in dead letters (their sha256 is kept)."
     )
+    # 64 Mpx: under twice refs.max_image_pixels (40 Mpx), so two maximum-size images never decode
+    # at once (each is ~160 MB in Pillow), while a batch of 32 ordinary photos (a 12 Mpx JPEG
+    # decodes at 1/8 scale in draft mode, ~0.2 Mpx) stays one slice and one model pass. Measured
+    # with a worker (fp32, ~450 MB warm) through one batch of 32 6000x6000 and extreme-aspect PNGs
+    # (tests/integration/test_worker_memory.py): peak 640-653 MB at 64 Mpx, 812 MB at 128 Mpx (two
+    # decoded at once), 646 MB at 16 Mpx (no lower: the largest single image sets it).
     max_batch_pixels: int = Field(
         64_000_000,
         gt=0,
-        description="Decoded pixels a micro-batch holds at once; past it the rest waits for the next slice.",
+        description="Pixels a micro-batch slice decodes at full size (after JPEG draft, read from the "
+        "headers); past it the rest of the batch waits for the next slice. A bigger image goes alone.",
     )
     runtime: Literal["fp32", "bf16", "onnx", "int8", "openvino", "openvino-bf16"] = Field(
         "fp32",

@@ -15,7 +15,7 @@ from pawstream.osthreads import DECODE_THREAD, INFERENCE_THREAD, named_pool
 from pawstream.references import ReferenceFetcher
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
-from pawstream.vision.memory import HeapTrimmer, tune_malloc
+from pawstream.vision.memory import HeapTrimmer, pillow_images_in_one_block, tune_malloc
 from pawstream.vision.predictor import Predictor
 from stream import fetch_wait
 from stream.app import add_broker_watchdog, add_classify_agent, create_app
@@ -42,12 +42,15 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
     # cores libgomp stops spin-waiting between ops: measured 66 -> 47 img/s for the same batches.
     # Before the model allocates anything: keep its activation buffers in the heap (vision/memory.py).
     tune_malloc(w.malloc_mmap_threshold_mb, w.malloc_trim_threshold_mb)
+    # ... and large decoded images out of it: freed at once, not kept by the decode threads' arenas.
+    pillow_images_in_one_block()
     inference_pool = named_pool(1, INFERENCE_THREAD)
     predictor = inference_pool.submit(
         Predictor.from_artifact,
         settings.model.artifact_path,
         threads=w.torch_threads,
         max_pixels=settings.refs.max_image_pixels,
+        max_aspect_ratio=settings.refs.max_aspect_ratio,
         runtime=w.runtime,
         cache_dir=w.runtime_cache_dir,
         calibration_dir=w.calibration_dir,

@@ -13,7 +13,7 @@ import torch
 
 from pawstream.schemas import DeadLetterReason, EventError, ModelInfo
 from pawstream.vision.artifact import ArtifactMeta, read_meta
-from pawstream.vision.decode import load_rgb
+from pawstream.vision.decode import decode_cost, load_rgb
 from pawstream.vision.memory import HeapTrimmer
 from pawstream.vision.models import Classifier, load_model
 from pawstream.vision.runtime import (
@@ -58,14 +58,18 @@ class Predictor:
         *,
         threads: int,
         max_pixels: int,
+        max_aspect_ratio: float | None = None,
         runner: Runner | None = None,
     ) -> None:
         """``model``: the torch model, or a function that loads it when first needed (a runner
-        built from a cached export never needs it, nor the libraries that define it)."""
+        built from a cached export never needs it, nor the libraries that define it).
+        ``max_aspect_ratio``: images longer than this many times their width (or vice versa) are
+        refused (None: only cropped, see vision/decode.py)."""
         torch.set_num_threads(threads)
         self.meta = meta
         self.labels = list(meta.labels)
         self.max_pixels = max_pixels
+        self.max_aspect_ratio = max_aspect_ratio
         self._source = model
         self._model: Classifier | None = None
         self.transform = EvalTransform(meta.input)
@@ -93,6 +97,7 @@ class Predictor:
         *,
         threads: int,
         max_pixels: int,
+        max_aspect_ratio: float | None = None,
         warmup: bool = True,
         runtime: str = "fp32",
         cache_dir: Path | None = None,
@@ -106,7 +111,13 @@ class Predictor:
         then ``trimmer`` may hand freed heap back to the OS."""
         meta = read_meta(path)
         if runtime == "fp32" and not chunk:
-            predictor = cls(load_model(path, meta), meta, threads=threads, max_pixels=max_pixels)
+            predictor = cls(
+                load_model(path, meta),
+                meta,
+                threads=threads,
+                max_pixels=max_pixels,
+                max_aspect_ratio=max_aspect_ratio,
+            )
         else:
             # The torch model (and timm and torchvision, ~115 MB of a worker's memory) is loaded
             # only when the runtime needs it: eager runtimes, or an export not yet in the cache.
@@ -117,7 +128,9 @@ class Predictor:
                 transform = EvalTransform(meta.input)
 
                 def preprocess(data: bytes) -> torch.Tensor:
-                    return image_to_tensor(data, meta.input, transform, max_pixels=max_pixels)
+                    return image_to_tensor(
+                        data, meta.input, transform, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio
+                    )
 
                 calibration = calibration_batches(
                     image_files(calibration_dir), preprocess, limit=calibration_images
@@ -133,7 +146,14 @@ class Predictor:
                 chunk=chunk,
                 trimmer=trimmer,
             )
-            predictor = cls(model, meta, threads=threads, max_pixels=max_pixels, runner=runner)
+            predictor = cls(
+                model,
+                meta,
+                threads=threads,
+                max_pixels=max_pixels,
+                max_aspect_ratio=max_aspect_ratio,
+                runner=runner,
+            )
         logger.info(
             "model loaded",
             extra={
@@ -152,7 +172,21 @@ class Predictor:
     def decode(self, data: bytes) -> np.ndarray:
         """Stage 1, any thread: bytes -> (H, W, 3) uint8 pixels; raises EventError(decode | too_large)."""
         return self.transform.pixels(
-            load_rgb(data, draft_size=self.meta.input.resize, max_pixels=self.max_pixels)
+            load_rgb(
+                data,
+                draft_size=self.meta.input.resize,
+                max_pixels=self.max_pixels,
+                max_aspect_ratio=self.max_aspect_ratio,
+            )
+        )
+
+    def decode_cost(self, data: bytes) -> int:
+        """Pixels ``decode`` materialises at full size for ``data`` (from its header; any thread)."""
+        return decode_cost(
+            data,
+            draft_size=self.meta.input.resize,
+            max_pixels=self.max_pixels,
+            max_aspect_ratio=self.max_aspect_ratio,
         )
 
     def prepare(self, pixels: Sequence[np.ndarray]) -> torch.Tensor:

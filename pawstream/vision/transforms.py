@@ -30,7 +30,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from pawstream.vision.artifact import InputConfig
-from pawstream.vision.decode import load_rgb
+from pawstream.vision.decode import crop_box, load_rgb
 
 
 class Augment(BaseModel):
@@ -89,6 +89,13 @@ class EvalTransform:
     def resize_crop(self, pixels: np.ndarray) -> torch.Tensor:
         """One image's (H, W, 3) pixels -> its (3, size, size) uint8 centre crop."""
         height, width = pixels.shape[:2]
+        box = crop_box(width, height)
+        if box is not None:
+            # load_rgb has already done this; pixels from elsewhere get the same bound here (a
+            # view, no copy), so the resize never materialises a long side over 4x the short one.
+            left, top, right, bottom = box
+            pixels = pixels[top:bottom, left:right]
+            height, width = pixels.shape[:2]
         # (1, 3, H, W) in channels_last strides, a view of the pixels: the layout torch's fast
         # uint8 resize kernel reads directly.
         x = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0)
@@ -143,6 +150,14 @@ def create_transform(cfg: InputConfig, is_training: bool, augment: Augment | Non
     return _training_transform(cfg, augment or Augment())
 
 
-def image_to_tensor(data: bytes, cfg: InputConfig, transform: Transform, *, max_pixels: int) -> torch.Tensor:
-    """The single bytes -> tensor path (decode with draft mode, then the transform)."""
-    return transform(load_rgb(data, draft_size=cfg.resize, max_pixels=max_pixels))
+def image_to_tensor(
+    data: bytes,
+    cfg: InputConfig,
+    transform: Transform,
+    *,
+    max_pixels: int,
+    max_aspect_ratio: float | None = None,
+) -> torch.Tensor:
+    """The single bytes -> tensor path (bounded decode with draft mode, then the transform)."""
+    rgb = load_rgb(data, draft_size=cfg.resize, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
+    return transform(rgb)
