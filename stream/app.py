@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient
@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-def _fatal(message: str, exc: BaseException) -> None:
+def _fatal(message: str, exc: BaseException) -> NoReturn:
     logger.critical(message, extra={"error": f"{type(exc).__name__}: {exc}"})
     for handler in logging.getLogger().handlers:
         handler.flush()
@@ -81,18 +81,24 @@ def add_classify_agent(app: faust.App, settings: Settings, processor: BatchProce
         # Stream has it; the StreamT protocol does not declare it.
         assert isinstance(stream, faust.Stream)
         async for events in stream.take_events(w.max_batch, within=w.max_wait_s):
-            records = [
-                Record(
-                    key=e.message.key,
-                    value=e.message.value,
-                    topic=e.message.topic,
-                    partition=e.message.partition,
-                    offset=e.message.offset,
-                    timestamp=e.message.timestamp,
-                )
-                for e in events
-            ]
-            result = await processor.process(records)
+            # Everything between take and the outputs' acks is inside this guard: an error
+            # outside any item's own guard (pipeline.py) would otherwise end the agent, and the
+            # take generator's `finally` would ack a batch that has no outputs.
+            try:
+                records = [
+                    Record(
+                        key=e.message.key,
+                        value=e.message.value,
+                        topic=e.message.topic,
+                        partition=e.message.partition,
+                        offset=e.message.offset,
+                        timestamp=e.message.timestamp,
+                    )
+                    for e in events
+                ]
+                result = await processor.process(records)
+            except Exception as exc:
+                _fatal("could not process a batch; exiting without acking it", exc)
             try:
                 futures = [await send(predictions, p) for p in result.predictions]
                 futures += [await send(deadletters, d) for d in result.deadletters]

@@ -44,6 +44,7 @@ class WorkerMetrics:
     def set_model(self, info: ModelInfo) -> None:
         self.model_info.info({k: str(v) for k, v in info.model_dump().items()})
 
-    def serve(self, port: int) -> None:
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        """Expose /metrics on ``host:port`` (0 = off); loopback unless told otherwise."""
         if port:
-            start_http_server(port, registry=self.registry)
+            start_http_server(port, addr=host, registry=self.registry)

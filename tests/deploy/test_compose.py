@@ -48,6 +48,7 @@ DELIBERATE_OVERRIDES = {
     "PAWSTREAM_MODEL__ARTIFACT_PATH": "/app/models/pawstream-classifier",
     "PAWSTREAM_TRAINING__MLFLOW_TRACKING_URI": "http://mlflow:5000",
     "PAWSTREAM_API__HOST": "0.0.0.0",
+    "PAWSTREAM_WORKER__METRICS_HOST": "0.0.0.0",
 }
 # Files compose mounts that another area owns (monitoring): checked when they exist.
 MONITORING_OWNED = {
