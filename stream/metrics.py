@@ -39,6 +39,12 @@ class WorkerMetrics:
         self.in_flight = Gauge(
             "pawstream_worker_batch_in_flight", "1 while a batch is being processed.", registry=r
         )
+        self.marker_seconds = Histogram(
+            "pawstream_worker_inflight_marker_seconds",
+            "Wall time of one awaited in-flight marker write (poison-event detection), per batch step.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
         self.model_info = Info("pawstream_worker_model", "The model this worker serves.", registry=r)
 
     def set_model(self, info: ModelInfo) -> None:

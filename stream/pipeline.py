@@ -8,6 +8,7 @@ never costs its neighbours their predictions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import Executor
@@ -225,6 +226,20 @@ class BatchProcessor:
             emitted_at=utcnow(),
             embedding=emb.astype("<f2").tobytes() if self.settings.worker.emit_embeddings else None,
         )
+
+    def poisoned(self, record: Record) -> BatchResult:
+        """The output of a record that was in flight when the worker died twice: never processed again."""
+        it = _Item(record, stage="recovery")
+        with contextlib.suppress(EventError):  # the id is a courtesy; nothing else is read
+            it.event = parse_image_event(record.value)
+        it.error = EventError(
+            DeadLetterReason.POISON,
+            f"in flight when the worker died twice (partition {record.partition}, offset {record.offset});"
+            " not processed again",
+        )
+        dead = self._deadletter(it)
+        self.metrics.deadletters.labels(reason=dead.reason.value).inc()
+        return BatchResult(deadletters=[dead])
 
     def _deadletter(self, it: _Item) -> DeadLetterEvent:
         assert it.error is not None
