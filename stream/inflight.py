@@ -10,8 +10,9 @@ One partition's life, as markers (the newest per key wins):
 * ``batch first..last``: a normal micro-batch is in flight.
 * ``done last``: its outputs were acked; nothing to watch.
 * A worker that finds ``batch`` unfinished has seen one death on that range: it handles the
-  partition's records up to ``last`` one at a time, writing ``one first..last current=o`` before
-  each image (and the poison offsets found so far).
+  partition's records in ``first..last`` one at a time, writing ``one first..last current=o``
+  before each image (and the poison offsets found so far). Records before the range (their
+  outputs were acked before the death) and after it (never in flight) go through normal batches.
 * A worker that finds ``one ... current=o`` knows ``o`` was in flight at the second death: ``o``
   is dead-lettered with reason ``poison`` without being touched again; the rest of the range is
   still handled one at a time, so a second poison image in it is found the same way.
@@ -217,26 +218,54 @@ class GuardedBatches:
         self.processor = processor
 
     async def handle(self, records: list[Record], emit: Emit) -> None:
-        """Process ``records`` and ``emit`` (deliver, await acks) every output before returning."""
+        """Process ``records`` and ``emit`` (deliver, await acks) every output before returning.
+
+        Only the records of a range left unfinished by a dead worker are handled one at a time:
+        the records before it had their outputs acked before that death, the records after it
+        were never in flight. Keeping the slow path that narrow also keeps short the time in
+        which an unrelated kill (a deploy) would find an innocent image in flight.
+        """
         await self.log.start()
         by_partition: dict[tuple[str, int], list[Record]] = defaultdict(list)
         for r in records:
             by_partition[(r.topic, r.partition)].append(r)
         await self.log.load({partition_key(*tp) for tp in by_partition})
 
-        normal: dict[tuple[str, int], list[Record]] = {}
-        careful: dict[tuple[str, int], tuple[Watch, list[Record]]] = {}
+        tracked: dict[tuple[str, int], list[Record]] = {}  # no watch: a batch marker covers them
+        known_good: list[Record] = []  # before a watched range: processed before the death
+        suspects: dict[tuple[str, int], tuple[Watch, list[Record]]] = {}
+        later: dict[tuple[str, int], list[Record]] = {}  # after a watched range
         for tp, recs in by_partition.items():
             w = self.log.watch(*tp)
             if w is not None and min(r.offset for r in recs) > w.last:
                 self.log.clear(partition_key(*tp))  # the watched range was committed before the death
                 w = None
             if w is None:
-                normal[tp] = recs
-            else:
-                careful[tp] = (w, sorted(recs, key=lambda r: r.offset))
+                tracked[tp] = recs
+                continue
+            known_good += [r for r in recs if r.offset < w.first]
+            inside = sorted((r for r in recs if w.first <= r.offset <= w.last), key=lambda r: r.offset)
+            suspects[tp] = (w, inside)
+            if after := [r for r in recs if r.offset > w.last]:
+                later[tp] = after
 
-        if normal:
+        await self._batch(tracked, known_good, emit)
+        for tp, (w, inside) in suspects.items():
+            if not inside:
+                continue  # only records before the range: it stays watched as it is
+            await self._one_at_a_time(tp, w, inside, emit)
+            passed = tp in later or max(r.offset for r in inside) >= w.last
+            await self.log.write({partition_key(*tp): self._closed(tp, inside, w, passed)})
+        await self._batch(later, [], emit)
+
+    async def _batch(
+        self, tracked: dict[tuple[str, int], list[Record]], untracked: list[Record], emit: Emit
+    ) -> None:
+        """One micro-batch: batch markers for ``tracked`` partitions, process, emit, done markers."""
+        records = [r for recs in tracked.values() for r in recs] + untracked
+        if not records:
+            return
+        if tracked:
             await self.log.write(
                 {
                     partition_key(*tp): Marker(
@@ -245,20 +274,14 @@ class GuardedBatches:
                         last=max(r.offset for r in recs),
                         worker=self.log.worker,
                     )
-                    for tp, recs in normal.items()
+                    for tp, recs in tracked.items()
                 }
             )
-            await emit(await self.processor.process([r for recs in normal.values() for r in recs]))
+        await emit(await self.processor.process(records))
+        if tracked:
             await self.log.write(
-                {partition_key(*tp): self._closed(tp, recs, None) for tp, recs in normal.items()}
+                {partition_key(*tp): self._closed(tp, recs, None, True) for tp, recs in tracked.items()}
             )
-
-        # A partition's marker is closed as soon as its records are out: a death on the next
-        # partition must not leave this one looking unfinished (its last offset would be taken
-        # for the image in flight).
-        for tp, (w, recs) in careful.items():
-            await self._one_at_a_time(tp, w, recs, emit)
-            await self.log.write({partition_key(*tp): self._closed(tp, recs, w)})
 
     async def _one_at_a_time(self, tp: tuple[str, int], w: Watch, recs: list[Record], emit: Emit) -> None:
         key = partition_key(*tp)
@@ -275,7 +298,7 @@ class GuardedBatches:
                     key: Marker(
                         state="one",
                         first=w.first,
-                        last=max(w.last, r.offset),
+                        last=w.last,
                         current=r.offset,
                         poison=sorted(w.poison),
                         worker=self.log.worker,
@@ -284,14 +307,14 @@ class GuardedBatches:
             )
             await emit(await self.processor.process([r]))
 
-    def _closed(self, tp: tuple[str, int], recs: list[Record], w: Watch | None) -> Marker:
+    def _closed(self, tp: tuple[str, int], recs: list[Record], w: Watch | None, passed: bool) -> Marker:
         """The marker once ``recs`` are out: done, unless a watched range is not yet passed."""
-        first, last = min(r.offset for r in recs), max(r.offset for r in recs)
-        if w is not None and last < w.last:
+        if w is not None and not passed:
             # Keep watching the rest of the range (and remember its poison offsets).
             return Marker(
                 state="one", first=w.first, last=w.last, poison=sorted(w.poison), worker=self.log.worker
             )
         if w is not None:
             self.log.clear(partition_key(*tp))
+        first, last = min(r.offset for r in recs), max(r.offset for r in recs)
         return Marker(state="done", first=first, last=last, worker=self.log.worker)
