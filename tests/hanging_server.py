@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import psutil
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
@@ -26,6 +27,7 @@ class HangingServer:
 
     url: str = ""
     arrivals: int = 0
+    peer_ports: list[int] = field(default_factory=list)  # the client's port, per arrival
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -44,7 +46,9 @@ class HangingServer:
 async def hanging_server() -> AsyncIterator[HangingServer]:
     server = HangingServer()
 
-    async def hang(_: web.Request) -> web.Response:
+    async def hang(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        server.peer_ports.append(int(peer[1]) if peer else 0)
         server.arrivals += 1
         server.arrived.set()
         await server.release.wait()
@@ -81,6 +85,16 @@ def with_hanging_refs(settings: Settings, **worker: object) -> Settings:
             "worker": settings.worker.model_copy(update=worker),
         }
     )
+
+
+def requester(workers: list[WorkerProcess], peer_port: int) -> WorkerProcess:
+    """The worker whose process holds the client end of the connection from ``peer_port``."""
+    for w in workers:
+        if w.alive() and any(
+            c.laddr and c.laddr.port == peer_port for c in psutil.Process(w.pid).net_connections()
+        ):
+            return w
+    raise AssertionError(f"no running worker has a connection from port {peer_port}")
 
 
 async def publish(settings: Settings, events: list[ImageEvent]) -> None:
