@@ -67,13 +67,16 @@ WORKDIR /app
 RUN mkdir -p /app/models /app/var \
     && chown -R pawstream:pawstream /app
 
+# The worker's exporter binds loopback by default; in a container it must answer the scraper's
+# container (the container's network namespace is the boundary; publish its port deliberately).
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     TORCH_HOME=/app/var/torch \
     MPLCONFIGDIR=/tmp/matplotlib \
-    HEALTHCHECK_URL=http://127.0.0.1:9101/metrics
+    HEALTHCHECK_URL=http://127.0.0.1:9101/metrics \
+    PAWSTREAM_WORKER__METRICS_HOST=0.0.0.0
 
 USER pawstream:pawstream
 EXPOSE 8000 9101 9102

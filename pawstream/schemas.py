@@ -202,10 +202,17 @@ DeadLetterStage = Literal["parse", "resolve", "decode", "inference", "emit", "re
 class DeadLetterEvent(_Event):
     type: Literal["deadletter"] = "deadletter"
     id: str | None = Field(None, description="Image id when it could be read.")
-    key: str | None = Field(None, description="Original record key (UTF-8, replacement chars if not).")
+    key: str | None = Field(
+        None, description="Original record key (UTF-8, replacement chars if not), cut to a set length."
+    )
+    key_sha256: str | None = Field(None, description="Hex sha256 of the original record key's bytes.")
+    key_truncated: bool = Field(False, description="The key was cut (worker.deadletter_key_max_chars).")
     payload: B64Bytes | None = Field(None, description="Original record value, if small enough to keep.")
-    payload_truncated: bool = False
+    payload_truncated: bool = Field(False, description="The payload copy was cut or dropped.")
     ref: str | None = None
+    text_truncated: bool = Field(
+        False, description="message or ref was cut to keep the record under kafka.max_message_bytes."
+    )
     reason: DeadLetterReason
     message: str = Field(max_length=2000)
     stage: DeadLetterStage

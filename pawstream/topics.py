@@ -22,19 +22,32 @@ def topic_plan(settings: Settings) -> dict[str, int]:
         t.deadletters: t.output_partitions,
         t.feedback: t.output_partitions,
         t.monitoring: 1,
+        t.inflight: 1,  # a few markers per input partition: one partition reads back in one pass
     }
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Per-topic configs beyond the broker defaults."""
+    # The in-flight markers are keyed by input partition and only the newest one matters.
+    return {settings.topics.inflight: {"cleanup.policy": "compact"}}
 
 
 async def ensure_topics(settings: Settings, names: list[str] | None = None) -> None:
     """Create any missing pawstream topic; existing topics are left as they are."""
     plan = topic_plan(settings)
     wanted = {n: plan[n] for n in (names or list(plan))}
+    configs = topic_configs(settings)
     admin = AIOKafkaAdminClient(**aiokafka_common(settings.kafka))
     try:
         await admin.start()  # inside try: a failed or cancelled start must still close the client
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=parts, replication_factor=settings.topics.replication_factor)
+            NewTopic(
+                name,
+                num_partitions=parts,
+                replication_factor=settings.topics.replication_factor,
+                topic_configs=configs.get(name),
+            )
             for name, parts in wanted.items()
             if name not in existing
         ]

@@ -18,16 +18,18 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Set
+from typing import Any, NoReturn
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient
+from faust.types import TP
 
 from pawstream.kafka import aiokafka_common, faust_app
 from pawstream.schemas import DeadLetterEvent, PredictionEvent
 from pawstream.settings import Settings
-from stream.pipeline import BatchProcessor, Record
+from stream.inflight import GuardedBatches, InflightLog
+from stream.pipeline import BatchProcessor, BatchResult, Record
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-def _fatal(message: str, exc: BaseException) -> None:
+def _fatal(message: str, exc: BaseException) -> NoReturn:
     logger.critical(message, extra={"error": f"{type(exc).__name__}: {exc}"})
     for handler in logging.getLogger().handlers:
         handler.flush()
@@ -69,6 +71,8 @@ def add_classify_agent(app: faust.App, settings: Settings, processor: BatchProce
     predictions = app.topic(t.predictions, partitions=t.output_partitions, **raw)
     deadletters = app.topic(t.deadletters, partitions=t.output_partitions, **raw)
     w = settings.worker
+    log = InflightLog(settings, processor.worker_name, processor.metrics)
+    guarded = GuardedBatches(log, processor)
 
     async def send(topic: faust.types.TopicT, event: PredictionEvent | DeadLetterEvent) -> Awaitable[Any]:
         key = event.record_key() or None
@@ -76,29 +80,45 @@ def add_classify_agent(app: faust.App, settings: Settings, processor: BatchProce
         fut: Awaitable[Any] = await topic.send(key=key, value=event.to_bytes(), force=True)
         return fut
 
+    async def emit(result: BatchResult) -> None:
+        try:
+            futures = [await send(predictions, p) for p in result.predictions]
+            futures += [await send(deadletters, d) for d in result.deadletters]
+            await asyncio.gather(*futures)  # the broker's acks, not just buffering
+        except Exception as exc:  # any failure here must stop the worker before acking
+            _fatal("could not deliver outputs; exiting without acking the batch", exc)
+
+    async def on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Faust sends the whole new assignment (a set of TP) after every rebalance.
+        assigned: Set[TP] = args[0] if args else kwargs.get("assigned", set())
+        log.assigned((tp.topic, tp.partition) for tp in assigned if tp.topic == t.images)
+
+    # mode's stub types the receiver as a union of callables that no async def matches.
+    app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
+
     async def classify(stream: faust.types.StreamT[bytes]) -> None:
         # take_events (not take): the records' offsets and timestamps are needed. The concrete
         # Stream has it; the StreamT protocol does not declare it.
         assert isinstance(stream, faust.Stream)
         async for events in stream.take_events(w.max_batch, within=w.max_wait_s):
-            records = [
-                Record(
-                    key=e.message.key,
-                    value=e.message.value,
-                    topic=e.message.topic,
-                    partition=e.message.partition,
-                    offset=e.message.offset,
-                    timestamp=e.message.timestamp,
-                )
-                for e in events
-            ]
-            result = await processor.process(records)
+            # Everything between take and the outputs' acks is inside this guard: an error
+            # outside any item's own guard (pipeline.py) would otherwise end the agent, and the
+            # take generator's `finally` would ack a batch that has no outputs.
             try:
-                futures = [await send(predictions, p) for p in result.predictions]
-                futures += [await send(deadletters, d) for d in result.deadletters]
-                await asyncio.gather(*futures)  # the broker's acks, not just buffering
-            except Exception as exc:  # any failure here must stop the worker before acking
-                _fatal("could not deliver outputs; exiting without acking the batch", exc)
+                records = [
+                    Record(
+                        key=e.message.key,
+                        value=e.message.value,
+                        topic=e.message.topic,
+                        partition=e.message.partition,
+                        offset=e.message.offset,
+                        timestamp=e.message.timestamp,
+                    )
+                    for e in events
+                ]
+                await guarded.handle(records, emit)
+            except Exception as exc:
+                _fatal("could not process a batch; exiting without acking it", exc)
 
     app.agent(images, name=f"{w.app_id}.classify")(classify)
 

@@ -60,7 +60,7 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
     ).result()
     metrics = WorkerMetrics()
     metrics.set_model(predictor.model_info)
-    metrics.serve(w.metrics_port)
+    metrics.serve(w.metrics_port, w.metrics_host)
     processor = BatchProcessor(
         settings,
         predictor,

@@ -39,11 +39,18 @@ class WorkerMetrics:
         self.in_flight = Gauge(
             "pawstream_worker_batch_in_flight", "1 while a batch is being processed.", registry=r
         )
+        self.marker_seconds = Histogram(
+            "pawstream_worker_inflight_marker_seconds",
+            "Wall time of one awaited in-flight marker write (poison-event detection), per batch step.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
         self.model_info = Info("pawstream_worker_model", "The model this worker serves.", registry=r)
 
     def set_model(self, info: ModelInfo) -> None:
         self.model_info.info({k: str(v) for k, v in info.model_dump().items()})
 
-    def serve(self, port: int) -> None:
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        """Expose /metrics on ``host:port`` (0 = off); loopback unless told otherwise."""
         if port:
-            start_http_server(port, registry=self.registry)
+            start_http_server(port, addr=host, registry=self.registry)

@@ -8,12 +8,12 @@ never costs its neighbours their predictions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from pawstream.references import ReferenceFetcher
 from pawstream.schemas import (
     DeadLetterEvent,
     DeadLetterReason,
+    DeadLetterStage,
     EventError,
     ImageEvent,
     PredictionEvent,
@@ -30,6 +31,7 @@ from pawstream.schemas import (
 )
 from pawstream.settings import Settings
 from pawstream.vision.predictor import Predictor
+from stream.deadletter import Source, build_deadletter
 from stream.metrics import WorkerMetrics
 from stream.pixel_budget import pixel_slices
 
@@ -62,7 +64,7 @@ class _Item:
     pixels: np.ndarray | None = None  # decoded, before the model thread resizes and normalises
     cost: int = 0  # pixels its decode materialises (from the header): its share of the slice budget
     error: EventError | None = None
-    stage: Literal["parse", "resolve", "decode", "inference"] = "parse"
+    stage: DeadLetterStage = "parse"
 
 
 def _ts(seconds: float | None, fallback: datetime) -> datetime:
@@ -201,22 +203,43 @@ class BatchProcessor:
         outputs: list[tuple[np.ndarray, np.ndarray] | EventError],
         started: datetime,
     ) -> BatchResult:
+        """One output per item, each built inside its own guard.
+
+        An unexpected error while building one item's prediction (a broken model output, an
+        absurd timestamp, a bug) dead-letters that item as ``internal`` at stage ``emit`` and
+        leaves its neighbours alone. If even its dead letter cannot be built, the error
+        propagates: the caller must then stop without acking the batch.
+        """
         result = BatchResult()
         for it, out in zip(ok, outputs, strict=True):
             if isinstance(out, EventError):
                 it.error, it.stage = out, "inference"
                 continue
-            assert it.event is not None
-            result.predictions.append(self._prediction(it, out[0], out[1], started, len(ok)))
+            try:
+                prediction = self._prediction(it, out[0], out[1], started, len(ok))
+                self.metrics.e2e_seconds.observe(max(prediction.latency_s, 0.0))
+            except Exception as exc:
+                self._internal(it, exc)
+                continue
+            result.predictions.append(prediction)
         for it in items:
-            if it.error is not None:
-                result.deadletters.append(self._deadletter(it))
-        for p in result.predictions:
-            self.metrics.e2e_seconds.observe(max(p.latency_s, 0.0))
+            if it.error is None:
+                continue
+            try:
+                dead = self._deadletter(it)
+            except Exception as exc:
+                self._internal(it, exc)
+                dead = self._deadletter(it)  # a failure here is fatal for the batch
+            result.deadletters.append(dead)
+            self.metrics.deadletters.labels(reason=dead.reason.value).inc()
         self.metrics.events_out.inc(len(result.predictions))
-        for d in result.deadletters:
-            self.metrics.deadletters.labels(reason=d.reason.value).inc()
         return result
+
+    @staticmethod
+    def _internal(it: _Item, exc: Exception) -> None:
+        logger.error("unexpected error building an output", extra={"offset": it.record.offset}, exc_info=exc)
+        it.error = EventError(DeadLetterReason.INTERNAL, f"{type(exc).__name__}: {exc}")
+        it.stage = "emit"
 
     def _prediction(
         self, it: _Item, probs: np.ndarray, emb: np.ndarray, started: datetime, batch_size: int
@@ -239,11 +262,23 @@ class BatchProcessor:
             embedding=emb.astype("<f2").tobytes() if self.settings.worker.emit_embeddings else None,
         )
 
+    def poisoned(self, record: Record) -> BatchResult:
+        """The output of a record that was in flight when the worker died twice: never processed again."""
+        it = _Item(record, stage="recovery")
+        with contextlib.suppress(EventError):  # the id is a courtesy; nothing else is read
+            it.event = parse_image_event(record.value)
+        it.error = EventError(
+            DeadLetterReason.POISON,
+            f"in flight when the worker died twice (partition {record.partition}, offset {record.offset});"
+            " not processed again",
+        )
+        dead = self._deadletter(it)
+        self.metrics.deadletters.labels(reason=dead.reason.value).inc()
+        return BatchResult(deadletters=[dead])
+
     def _deadletter(self, it: _Item) -> DeadLetterEvent:
         assert it.error is not None
         rec = it.record
-        keep = self.settings.worker.deadletter_payload_max_bytes
-        payload = rec.value or b""
         logger.info(
             "dead-lettered",
             extra={
@@ -253,17 +288,13 @@ class BatchProcessor:
                 "error": it.error.message[:300],
             },
         )
-        return DeadLetterEvent(
-            id=it.event.id if it.event else None,
-            key=rec.key.decode("utf-8", "replace") if rec.key is not None else None,
-            payload=payload[:keep] if payload else None,
-            payload_truncated=len(payload) > keep,
-            ref=it.event.ref if it.event else None,
+        return build_deadletter(
+            self.settings,
+            Source(rec.key, rec.value, rec.topic, rec.partition, rec.offset),
             reason=it.error.reason,
-            message=it.error.message[:2000],
+            message=it.error.message,
             stage=it.stage,
-            source_topic=rec.topic,
-            source_partition=rec.partition,
-            source_offset=rec.offset,
             worker=self.worker_name,
+            event_id=it.event.id if it.event else None,
+            ref=it.event.ref if it.event else None,
         )

@@ -48,6 +48,7 @@ DELIBERATE_OVERRIDES = {
     "PAWSTREAM_MODEL__ARTIFACT_PATH": "/app/models/pawstream-classifier",
     "PAWSTREAM_TRAINING__MLFLOW_TRACKING_URI": "http://mlflow:5000",
     "PAWSTREAM_API__HOST": "0.0.0.0",
+    "PAWSTREAM_WORKER__METRICS_HOST": "0.0.0.0",
 }
 # Files compose mounts that another area owns (monitoring): checked when they exist.
 MONITORING_OWNED = {
@@ -363,14 +364,16 @@ def test_topic_init_creates_every_topic_with_its_partitions(compose: dict[str, A
     assert init["depends_on"] == {"kafka": {"condition": "service_healthy"}}
     assert init["restart"] == "no"
     script = "\n".join(init["command"])
-    creates = re.findall(r'^create "\$(\w+)" "?\$?(\w+)"?$', script, re.M)
-    from pawstream.topics import topic_plan
+    creates = re.findall(r'^create "\$(\w+)" "?\$?(\w+)"?(?: --config (\S+))?$', script, re.M)
+    from pawstream.topics import topic_configs, topic_plan
 
-    # Same plan as pawstream.topics.topic_plan: topic -> partition count.
+    # Same plan as pawstream.topics.topic_plan: topic -> partition count (and its configs).
     env = init["environment"]
-    planned = {env[topic]: (int(env[parts]) if parts in env else int(parts)) for topic, parts in creates}
+    planned = {env[topic]: (int(env[parts]) if parts in env else int(parts)) for topic, parts, _ in creates}
     settings = Settings.model_construct()
     assert planned == topic_plan(settings)
+    configs = {env[topic]: dict([conf.split("=", 1)]) for topic, _, conf in creates if conf}
+    assert configs == topic_configs(settings)
     assert "kafka-topics.sh" in script
     assert "--if-not-exists" in script
     assert "--replication-factor" in script

@@ -130,3 +130,10 @@ def test_dashboards_use_the_provisioned_datasource() -> None:
     for f in files:
         uids = {u for u in _datasource_uids(json.loads(f.read_text(encoding="utf-8"))) if "$" not in u}
         assert uids <= {"prometheus", "-- Grafana --", "grafana"}, f"{f.name}: {uids}"
+
+
+def test_the_scraped_worker_exporter_listens_beyond_loopback(compose: dict[str, Any]) -> None:
+    """Settings bind the worker's exporter to 127.0.0.1; Prometheus scrapes it from its own container."""
+    assert Settings.model_construct().worker.metrics_host == "127.0.0.1"
+    env = compose["services"]["worker"]["environment"]
+    assert env["PAWSTREAM_WORKER__METRICS_HOST"] == "0.0.0.0"

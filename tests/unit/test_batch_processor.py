@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pytest
+from pydantic import ValidationError
 
 from pawstream.references import ReferenceFetcher
 from pawstream.schemas import DeadLetterReason, ImageEvent
@@ -64,3 +66,73 @@ async def test_outputs_stay_with_their_records_and_the_model_runs_in_its_thread(
         (1, DeadLetterReason.SCHEMA),
         (4, DeadLetterReason.DECODE),
     ]
+
+
+class OneBadRowPredictor(Predictor):
+    """A model whose output row for one image is malformed (one probability too many)."""
+
+    bad_row: int
+
+    def predict_many(self, pixels: Sequence[np.ndarray]) -> BatchOutput:
+        out = super().predict_many(pixels)
+        if len(pixels) > self.bad_row:
+            probs = [np.append(row, 0.5) if i == self.bad_row else row for i, row in enumerate(out.probs)]
+            return BatchOutput(probs=probs, embeddings=out.embeddings)  # type: ignore[arg-type]
+        return out
+
+
+def _processor(
+    settings: Settings, predictor: Predictor, decode: ThreadPoolExecutor, model: ThreadPoolExecutor
+) -> BatchProcessor:
+    return BatchProcessor(
+        settings,
+        predictor,
+        ReferenceFetcher(settings.refs),
+        WorkerMetrics(),
+        "test-worker",
+        decode_pool=decode,
+        inference_pool=model,
+    )
+
+
+async def test_an_item_whose_output_cannot_be_built_is_dead_lettered_alone(tiny_artifact: Path) -> None:
+    settings = Settings(log_json=False)
+    predictor = OneBadRowPredictor.from_artifact(tiny_artifact, threads=1, max_pixels=10**7, chunk=8)
+    assert isinstance(predictor, OneBadRowPredictor)
+    predictor.bad_row = 2
+    # Offset 4's Kafka timestamp is absurd (year ~3e12): its enqueued_at cannot be represented.
+    stamps = {4: 1e20}
+    records = [
+        Record(
+            f"k{i}".encode(),
+            ImageEvent(id=f"img-{i}", data=jpeg_bytes(i)).to_bytes(),
+            "images",
+            0,
+            i,
+            stamps.get(i, 1_700_000_000.0),
+        )
+        for i in range(6)
+    ]
+    with ThreadPoolExecutor(2) as decode, ThreadPoolExecutor(1) as model:
+        result = await asyncio.wait_for(_processor(settings, predictor, decode, model).process(records), 60)
+
+    assert [p.id for p in result.predictions] == ["img-0", "img-1", "img-3", "img-5"]
+    assert [(d.id, d.reason, d.stage) for d in result.deadletters] == [
+        ("img-2", DeadLetterReason.INTERNAL, "emit"),
+        ("img-4", DeadLetterReason.INTERNAL, "emit"),
+    ]
+    assert result.deadletters[0].message.startswith("ValueError")  # zip(strict=True) on the bad row
+    assert result.deadletters[1].message.split(":")[0] in {"OverflowError", "ValueError", "OSError"}
+    assert result.deadletters[1].key == "k4" and result.deadletters[1].payload == records[4].value
+
+
+async def test_a_dead_letter_that_cannot_be_built_fails_the_batch(tiny_artifact: Path) -> None:
+    """Nothing to emit for an item is fatal: process() raises, so the worker exits without an ack."""
+    settings = Settings(log_json=False)
+    predictor = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=10**7, chunk=8)
+    # A record from a topic whose partition number is not an int cannot become a DeadLetterEvent.
+    broken = Record(None, b"{not json", "images", "p0", 0, None)  # type: ignore[arg-type]
+    with ThreadPoolExecutor(1) as decode, ThreadPoolExecutor(1) as model:
+        processor = _processor(settings, predictor, decode, model)
+        with pytest.raises(ValidationError):
+            await asyncio.wait_for(processor.process([broken]), 60)
