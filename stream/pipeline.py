@@ -67,6 +67,11 @@ class _Item:
     stage: DeadLetterStage = "parse"
 
 
+def _unexpected(exc: Exception) -> EventError:
+    """An error no check anticipated, on one item: reason ``internal``, named by its type."""
+    return EventError(DeadLetterReason.INTERNAL, f"{type(exc).__name__}: {exc}"[:500])
+
+
 def _ts(seconds: float | None, fallback: datetime) -> datetime:
     return datetime.fromtimestamp(seconds, UTC) if seconds else fallback
 
@@ -158,8 +163,7 @@ class BatchProcessor:
             it.error = exc
         except Exception as exc:  # a bug or an unexpected library error: dead-letter, never crash the batch
             logger.exception("unexpected error preparing record", extra={"offset": it.record.offset})
-            reason = DeadLetterReason.DECODE if it.stage == "decode" else DeadLetterReason.REFERENCE
-            it.error = EventError(reason, f"{type(exc).__name__}: {exc}")
+            it.error = _unexpected(exc)
 
     async def _decode(self, it: _Item) -> None:
         """Decode one fetched record in the decode pool; failures are recorded on the item."""
@@ -171,7 +175,7 @@ class BatchProcessor:
             it.error = exc
         except Exception as exc:  # a bug or an unexpected library error: dead-letter, never crash the batch
             logger.exception("unexpected error decoding record", extra={"offset": it.record.offset})
-            it.error = EventError(DeadLetterReason.DECODE, f"{type(exc).__name__}: {exc}")
+            it.error = _unexpected(exc)
 
     async def _infer(self, ok: list[_Item]) -> list[tuple[np.ndarray, np.ndarray] | EventError]:
         loop = asyncio.get_running_loop()
@@ -238,7 +242,7 @@ class BatchProcessor:
     @staticmethod
     def _internal(it: _Item, exc: Exception) -> None:
         logger.error("unexpected error building an output", extra={"offset": it.record.offset}, exc_info=exc)
-        it.error = EventError(DeadLetterReason.INTERNAL, f"{type(exc).__name__}: {exc}")
+        it.error = _unexpected(exc)
         it.stage = "emit"
 
     def _prediction(

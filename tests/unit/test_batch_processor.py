@@ -136,3 +136,38 @@ async def test_a_dead_letter_that_cannot_be_built_fails_the_batch(tiny_artifact:
         processor = _processor(settings, predictor, decode, model)
         with pytest.raises(ValidationError):
             await asyncio.wait_for(processor.process([broken]), 60)
+
+
+class BrokenFetcher(ReferenceFetcher):
+    """A reference fetcher with a bug: it raises something no check anticipates."""
+
+    async def fetch(self, uri: str) -> bytes:
+        raise KeyError(f"bug while fetching {uri}")
+
+
+async def test_an_unexpected_error_preparing_one_item_is_internal_and_spares_the_rest(
+    tiny_artifact: Path,
+) -> None:
+    settings = Settings(log_json=False)
+    predictor = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=10**7, chunk=2)
+    values = [
+        ImageEvent(id="img-0", data=jpeg_bytes(0)).to_bytes(),
+        ImageEvent(id="img-1", ref="https://example.org/cat.jpg").to_bytes(),
+        ImageEvent(id="img-2", data=jpeg_bytes(2)).to_bytes(),
+    ]
+    records = [Record(None, v, "images", 0, i, None) for i, v in enumerate(values)]
+    with ThreadPoolExecutor(2) as decode, ThreadPoolExecutor(1) as model:
+        processor = BatchProcessor(
+            settings,
+            predictor,
+            BrokenFetcher(settings.refs),
+            WorkerMetrics(),
+            "test-worker",
+            decode_pool=decode,
+            inference_pool=model,
+        )
+        result = await asyncio.wait_for(processor.process(records), 60)
+    assert [p.id for p in result.predictions] == ["img-0", "img-2"]
+    [dead] = result.deadletters
+    assert (dead.id, dead.reason, dead.stage) == ("img-1", DeadLetterReason.INTERNAL, "resolve")
+    assert dead.message.startswith("KeyError")
