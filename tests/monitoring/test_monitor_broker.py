@@ -135,6 +135,11 @@ def _fb(ev: FeedbackEvent, settings: Settings) -> tuple[str, bytes, bytes]:
     return settings.topics.feedback, ev.record_key(), ev.to_bytes()
 
 
+def _as_v2(record: tuple[str, bytes, bytes]) -> tuple[str, bytes, bytes]:
+    topic, key, value = record
+    return topic, key, json.dumps({**json.loads(value), "v": 2}).encode()
+
+
 async def _wait_committed(
     settings: Settings, timeout_s: float, proc: subprocess.Popen[bytes], log: Path
 ) -> None:
@@ -203,6 +208,9 @@ async def test_windowed_accuracy_exact_duplicates_ignored_and_drift_alert_on_top
     records = [_fb(f, s) for f in fbs[:50]]
     records += [_pred(p, s) for p in preds] + [_pred(p, s) for p in preds[100:130]]
     records += [_fb(f, s) for f in fbs[50:]] + [_fb(f, s) for f in fbs[200:230]]
+    # A newer writer's records (v=2): counted per topic and version, never joined or windowed.
+    records += [_as_v2(_pred(synth.prediction("v2-img", "cat", t0 + 1), s))]
+    records += [_as_v2(_fb(synth.feedback("v2-img", "cat", t0 + 1), s))]
     log = tmp_path / "monitor.log"
     async with TopicReader(s, s.topics.monitoring) as monitoring:
         await _send(s, records)
@@ -279,6 +287,10 @@ async def test_windowed_accuracy_exact_duplicates_ignored_and_drift_alert_on_top
     assert m['pawstream_monitor_duplicates_total{"kind": "feedback"}'] == 30
     assert m['pawstream_monitor_drift_detected{"metric": "embedding_mmd", "model_version": "v1"}'] == 1
     assert m["pawstream_monitor_label_coverage" + v1] == pytest.approx(301 / 401)
+    for topic in (s.topics.predictions, s.topics.feedback):
+        v2 = json.dumps({"topic": topic, "version": "2"}, sort_keys=True)
+        assert m["pawstream_monitor_unknown_schema_versions_total" + v2] == 1
+        assert "pawstream_monitor_invalid_events_total" + json.dumps({"topic": topic}) not in m
     lag_key = json.dumps({"group": s.monitoring.app_id, "topic": s.topics.predictions}, sort_keys=True)
     assert "pawstream_consumer_lag" + lag_key in m
 
