@@ -1,30 +1,31 @@
 """The join table whose changelog writes are acknowledged before their source records are acked.
 
-Why (root cause of the flaky ``test_join_state_survives_a_monitor_restart``): a Faust table
-write does not reach the broker when the agent writes the key. ``Table.__setitem__`` hands the
-changelog record to the producer's ``ProducerBuffer`` (``send_soon``), a queue that a
-background task moves into aiokafka one record at a time. When Faust commits the source
-offsets it first calls ``producer.flush()``, which is meant to drain that queue, but
-``ProducerBuffer.flush_atmost`` (faust-streaming 0.15.3, faust/transport/producer.py)
+Why (the flaky ``test_join_state_survives_a_monitor_restart``: a join entry missing after a
+restart). A Faust table write does not reach the broker when the agent writes the key:
+``Table.__setitem__`` hands the changelog record to the producer's ``ProducerBuffer``
+(``send_soon``), a queue that a background task moves into aiokafka one record at a time. Before
+committing source offsets Faust calls ``producer.flush()`` (faust-streaming PR #273, "flushing
+producer before commit to not have any data loss"), but ``ProducerBuffer.flush_atmost``
+(faust/transport/producer.py, 0.15.3)
 
-* gives up and returns as soon as one record takes longer than 0.1 s to leave the queue
-  (the first record to a topic waits for its metadata; a loaded 2-core host stalls too), and
+* returns as soon as one record takes longer than 0.1 s to leave the queue, and
 * counts only the records still *in* the queue: the one the background task has taken but not
-  yet handed to aiokafka is invisible to both this flush and aiokafka's own ``flush()``.
+  yet handed to aiokafka is invisible to this flush and to aiokafka's own ``flush()``.
 
-So the offsets of events whose changelog records are still in that buffer can be committed.
-When the monitor then stops (SIGTERM), the buffer is stopped with records in it
-(``flush_atmost`` refuses to flush a buffer that is no longer running) and they are lost: the
-committed events are not redelivered, and the next monitor recovers a table without those keys.
-The restart test saw exactly that: a pending prediction missing after the restart (its late
-label started a new wait, so the window held 39 pairs) or a match tombstone missing (a
-deliberate redelivery counted as new: 29 duplicates instead of 30).
+So the offsets of events whose changelog records have not left that buffer can be committed. The
+test then stops the monitor; ``App.on_stop`` flushes the same way, stops the buffer, and what is
+still in it is dropped (a queued record makes the stop crash: "Cannot flush: Producer not
+Running"; the record in the task's hands is cancelled silently, exit 0). Those events are not
+redelivered, since their offsets are committed, and the restarted monitor recovers a table
+without those keys: a late label then starts a new wait (a window of 39 pairs instead of 40) or
+a redelivered prediction counts as new (29 duplicates instead of 30). A lagging buffer
+(tests/monitoring/test_monitor_broker.py slows it by 0.15 s a record) loses state on every run.
 
 The fix does not depend on that flush: :class:`AckedChangelogTable` keeps the delivery future
 of every changelog record it sends, and the monitor's agent awaits them (the broker's acks,
 ``acks=all``) before it asks for the next batch, which is when ``Stream.take_events`` acks the
-batch. A source offset is therefore committed only after the join state it produced is on the
-broker; if a delivery fails the monitor exits without acking and the batch is read again.
+batch. A source offset is committed only after the join state it produced is on the broker; if
+a delivery fails the monitor exits without acking and the batch is read again.
 """
 
 from __future__ import annotations
