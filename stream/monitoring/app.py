@@ -44,6 +44,7 @@ from pawstream.schemas import (
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
 from pawstream.vision.artifact import PROFILE_FILE
+from stream.monitoring import recovery
 from stream.monitoring.changelog import AckedChangelogTable, exit_unacked
 from stream.monitoring.core import Monitor
 from stream.monitoring.join import Entry
@@ -281,6 +282,9 @@ def build_monitor(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.
     threadpool_limits(limits=1, user_api="blas")
     # Tansu's ListOffsets(LATEST) under-reports; Faust's table recovery reads it (see offsets.py).
     offsets.install()
+    # Faust resumes source partitions before seeking them to the committed offsets after table
+    # recovery, and loses records waiting there (see stream/monitoring/recovery.py).
+    recovery.install()
     loop.run_until_complete(ensure_topics(settings))
     metrics = MonitorMetrics()
     monitor = Monitor(settings.monitoring, try_load_profile(settings), metrics=metrics)

@@ -1,25 +1,23 @@
 """The join table whose changelog writes are acknowledged before their source records are acked.
 
-Why (the flaky ``test_join_state_survives_a_monitor_restart``: a join entry missing after a
-restart). A Faust table write does not reach the broker when the agent writes the key:
-``Table.__setitem__`` hands the changelog record to the producer's ``ProducerBuffer``
-(``send_soon``), a queue that a background task moves into aiokafka one record at a time. Before
-committing source offsets Faust calls ``producer.flush()`` (faust-streaming PR #273, "flushing
-producer before commit to not have any data loss"), but ``ProducerBuffer.flush_atmost``
-(faust/transport/producer.py, 0.15.3)
+Why: a second way to lose join state across a restart, found while chasing the restart test's
+flake (whose root cause is in recovery.py). A Faust table write does not reach the broker when the
+agent writes the key: ``Table.__setitem__`` hands the changelog record to the producer's
+``ProducerBuffer`` (``send_soon``), a queue that a background task moves into aiokafka one record
+at a time. Before committing source offsets Faust calls ``producer.flush()`` (faust-streaming PR
+#273, "flushing producer before commit to not have any data loss"), but
+``ProducerBuffer.flush_atmost`` (faust/transport/producer.py, 0.15.3)
 
 * returns as soon as one record takes longer than 0.1 s to leave the queue, and
 * counts only the records still *in* the queue: the one the background task has taken but not
   yet handed to aiokafka is invisible to this flush and to aiokafka's own ``flush()``.
 
-So the offsets of events whose changelog records have not left that buffer can be committed. The
-test then stops the monitor; ``App.on_stop`` flushes the same way, stops the buffer, and what is
-still in it is dropped (a queued record makes the stop crash: "Cannot flush: Producer not
-Running"; the record in the task's hands is cancelled silently, exit 0). Those events are not
-redelivered, since their offsets are committed, and the restarted monitor recovers a table
-without those keys: a late label then starts a new wait (a window of 39 pairs instead of 40) or
-a redelivered prediction counts as new (29 duplicates instead of 30). A lagging buffer
-(tests/monitoring/test_monitor_broker.py slows it by 0.15 s a record) loses state on every run.
+So the offsets of events whose changelog records have not left that buffer can be committed.
+When the monitor stops, ``App.on_stop`` flushes the same way, stops the buffer, and what is still
+in it is dropped (a queued record makes the stop crash: "Cannot flush: Producer not Running").
+Those events are not redelivered, since their offsets are committed, and the restarted monitor
+recovers a table without those keys. With the buffer slowed by 0.15 s a record
+(tests/monitoring/test_monitor_broker.py) the restart test lost 14 of its 40 pending joins.
 
 The fix does not depend on that flush: :class:`AckedChangelogTable` keeps the delivery future
 of every changelog record it sends, and the monitor's agent awaits them (the broker's acks,
