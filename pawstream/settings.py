@@ -245,12 +245,16 @@ class MonitoringSettings(BaseModel):
 
     app_id: str = "pawstream-monitor"
     window_s: float = Field(60.0, gt=0, description="Tumbling window size.")
-    label_horizon_s: float = Field(24 * 3600.0, gt=0, description="Unmatched items expire after this.")
+    label_horizon_s: float = Field(
+        24 * 3600.0, gt=0, description="Join entries expire this long after their event time."
+    )
     accuracy_floor: float = Field(0.9, ge=0, le=1)
     metrics_port: int = Field(9102, ge=0, le=65535)
     metrics_host: str = Field("127.0.0.1", description="Address the exporter binds; 0.0.0.0 in containers.")
     join_max_entries: int = Field(
-        200_000, ge=100, description="Join-table entries kept at most; the oldest are evicted (counted)."
+        200_000,
+        ge=100,
+        description="Join-table entries kept at most; the oldest by event time are evicted (counted).",
     )
     accuracy_min_labels: int = Field(20, ge=1, description="A window needs this many labels to alert.")
     window_grace_s: float = Field(
@@ -259,7 +263,10 @@ class MonitoringSettings(BaseModel):
         description="A window closes this long after its end (late events), by event or wall time.",
     )
     sweep_interval_s: float = Field(
-        30.0, gt=0, description="How often unmatched items are checked for expiry."
+        1.0, gt=0, description="How often the join table's expiry takes its next bounded step."
+    )
+    join_sweep_batch: int = Field(
+        1000, ge=1, description="Join-table entries checked for expiry at most per sweep step."
     )
     reference_path: Path | None = Field(
         None, description="Reference profile (.npz); default: the served artifact's reference_profile.npz."

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Awaitable, Iterator, MutableMapping
 from typing import Any
 
 import faust
@@ -34,15 +34,29 @@ from threadpoolctl import threadpool_limits
 
 from pawstream import offsets
 from pawstream.kafka import aiokafka_common, consumer_kwargs, faust_app
-from pawstream.schemas import FeedbackEvent, MonitoringEvent, PredictionEvent
+from pawstream.schemas import (
+    FeedbackEvent,
+    MonitoringEvent,
+    PredictionEvent,
+    UnknownSchemaVersion,
+    parse_versioned,
+)
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
 from pawstream.vision.artifact import PROFILE_FILE
+from stream.monitoring import recovery
+from stream.monitoring.changelog import AckedChangelogTable, exit_unacked
 from stream.monitoring.core import Monitor
+from stream.monitoring.join import Entry
 from stream.monitoring.metrics import MonitorMetrics
 from stream.monitoring.profile import ReferenceProfile, load_profile
+from stream.monitoring.versions import UnknownVersions
 
 logger = logging.getLogger(__name__)
+
+# Micro-batches: the broker's acks are awaited once per batch, not once per record.
+_BATCH_MAX = 200
+_BATCH_WAIT_S = 0.05
 
 _RAW: dict[str, Any] = {
     "key_type": bytes,
@@ -83,16 +97,16 @@ def create_monitor_app(settings: Settings) -> faust.App:
     return app
 
 
-class Utf8Keys(MutableMapping[str, dict[str, Any]]):
+class Utf8Keys(MutableMapping[str, Entry]):
     """A str-keyed view of a bytes-keyed Faust table."""
 
-    def __init__(self, table: MutableMapping[bytes, dict[str, Any]]) -> None:
+    def __init__(self, table: MutableMapping[bytes, Entry]) -> None:
         self.table = table
 
-    def __getitem__(self, key: str) -> dict[str, Any]:
+    def __getitem__(self, key: str) -> Entry:
         return self.table[key.encode()]
 
-    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
+    def __setitem__(self, key: str, value: Entry) -> None:
         self.table[key.encode()] = value
 
     def __delitem__(self, key: str) -> None:
@@ -113,45 +127,82 @@ def add_monitor(app: faust.App, settings: Settings, monitor: Monitor) -> None:
     t, m = settings.topics, settings.monitoring
     inputs = app.topic(t.predictions, t.feedback, partitions=t.output_partitions, **_RAW)
     out_topic = app.topic(t.monitoring, partitions=1, **_RAW)
+    join = monitor.join
+
+    async def index_recovered(event: faust.types.EventT) -> None:
+        # Table recovery writes the store directly; order each restored entry as it comes so the
+        # bounded sweep never has to walk the table to find what is old.
+        key = event.key
+        if isinstance(key, bytes) and event.value is not None:
+            join.index(key.decode(errors="replace"), event.value, event.message.partition, time.time())
+
+    async def forget_revoked() -> None:
+        join.keep_partitions({tp.partition for tp in app.assignor.assigned_actives()})
+
     # bytes keys use the raw codec, so a changelog record hashes to the same partition as the
     # source records of its id (str keys would be JSON-quoted and land elsewhere).
-    table = app.Table(
-        f"{m.app_id}-join", partitions=t.output_partitions, key_type=bytes, use_partitioner=True
+    table = AckedChangelogTable(
+        app,
+        name=f"{m.app_id}-join",
+        beacon=app.tables.beacon,
+        partitions=t.output_partitions,
+        key_type=bytes,
+        use_partitioner=True,
+        on_changelog_event=index_recovered,
+        on_recover=forget_revoked,
     )
-    monitor.join.store = Utf8Keys(table)
+    app.tables.add(table)
+    join.store = Utf8Keys(table)
+    unknown = UnknownVersions(monitor.metrics.unknown_versions)
+    delivery_timeout_s = 2 * settings.kafka.request_timeout_s
 
-    async def publish(events: list[MonitoringEvent]) -> None:
-        for ev in events:
-            await out_topic.send(key=ev.model_version.encode(), value=ev.to_bytes())
+    async def publish(events: list[MonitoringEvent]) -> list[Awaitable[Any]]:
+        # force=True: sent now, not attached to the current event's ack (there is none in a timer).
+        return [
+            await out_topic.send(key=ev.model_version.encode(), value=ev.to_bytes(), force=True)
+            for ev in events
+        ]
+
+    def handle(msg: faust.types.Message, now: float) -> list[MonitoringEvent]:
+        raw = msg.value or b""  # an empty value is invalid JSON: counted below
+        try:
+            if msg.topic == t.predictions:
+                return monitor.on_prediction(parse_versioned(PredictionEvent, raw), now, msg.partition)
+            return monitor.on_feedback(parse_versioned(FeedbackEvent, raw), now, msg.partition)
+        except UnknownSchemaVersion as exc:  # a newer writer: counted, logged once per version
+            unknown.record(msg.topic, exc, msg.offset)
+        except (ValidationError, ValueError) as exc:
+            monitor.metrics.invalid.labels(msg.topic).inc()
+            logger.warning(
+                "skipping invalid record",
+                extra={"topic": msg.topic, "offset": msg.offset, "error": str(exc)[:300]},
+            )
+        except Exception:  # a monitoring bug must not stop the stream (nor the figures of the rest)
+            monitor.metrics.invalid.labels(msg.topic).inc()
+            logger.exception("could not process record", extra={"topic": msg.topic, "offset": msg.offset})
+        return []
 
     async def consume(stream: faust.types.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            msg = event.message
+        # take_events acks a batch when the body asks for the next one; the join state the batch
+        # wrote (and its outputs) must be on the broker by then (see changelog.py).
+        assert isinstance(stream, faust.Stream)
+        async for events in stream.take_events(_BATCH_MAX, within=_BATCH_WAIT_S):
             now = time.time()
+            out = [ev for event in events for ev in handle(event.message, now)]
             try:
-                if msg.topic == t.predictions:
-                    out = monitor.on_prediction(PredictionEvent.model_validate_json(msg.value), now)
-                else:
-                    out = monitor.on_feedback(FeedbackEvent.model_validate_json(msg.value), now)
-            except ValidationError as exc:
-                monitor.metrics.invalid.labels(msg.topic).inc()
-                logger.warning(
-                    "skipping invalid record",
-                    extra={"topic": msg.topic, "offset": msg.offset, "error": str(exc)[:300]},
-                )
-                continue
-            except Exception:  # a monitoring bug must not stop the stream (nor the figures of the rest)
-                monitor.metrics.invalid.labels(msg.topic).inc()
-                logger.exception("could not process record", extra={"topic": msg.topic, "offset": msg.offset})
-                continue
-            await publish(out)
+                sent = await publish(out)
+                await table.changelog_delivered(delivery_timeout_s)
+                await asyncio.wait_for(asyncio.gather(*sent), delivery_timeout_s)
+            except Exception as exc:
+                exit_unacked("join state or outputs not delivered; exiting without acking the batch", exc)
 
     app.agent(inputs, name=f"{m.app_id}.join")(consume)
 
     async def close_windows() -> None:
-        await publish(monitor.tick(time.time()))
+        await publish(monitor.tick(time.time()))  # best effort: buffered, not awaited
 
     async def expire() -> None:
+        # One bounded step (monitoring.join_sweep_batch heap items): never a pass over the table.
         n = monitor.sweep(time.time())
         monitor.metrics.join_entries.set(len(table))
         if n:
@@ -231,10 +282,13 @@ def build_monitor(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.
     threadpool_limits(limits=1, user_api="blas")
     # Tansu's ListOffsets(LATEST) under-reports; Faust's table recovery reads it (see offsets.py).
     offsets.install()
+    # Faust resumes source partitions before seeking them to the committed offsets after table
+    # recovery, and loses records waiting there (see stream/monitoring/recovery.py).
+    recovery.install()
     loop.run_until_complete(ensure_topics(settings))
     metrics = MonitorMetrics()
     monitor = Monitor(settings.monitoring, try_load_profile(settings), metrics=metrics)
-    metrics.serve(settings.monitoring.metrics_port)
+    metrics.serve(settings.monitoring.metrics_port, settings.monitoring.metrics_host)
     app = create_monitor_app(settings)
     add_monitor(app, settings, monitor)
     logger.info(

@@ -19,7 +19,7 @@ from pawstream.schemas import FeedbackEvent, MonitoringEvent, PredictionEvent
 from pawstream.settings import MonitoringSettings
 from stream.monitoring.accuracy import LABEL_DELAY_BUCKETS, AccuracyTracker, ClosedWindow
 from stream.monitoring.drift import DriftMonitor, DriftResult
-from stream.monitoring.join import FeedbackFacts, Join, Match, Outcome, PredictionFacts
+from stream.monitoring.join import Entry, FeedbackFacts, Join, Match, Outcome, PredictionFacts, Removed
 from stream.monitoring.metrics import MonitorMetrics
 from stream.monitoring.profile import ReferenceProfile
 
@@ -42,11 +42,13 @@ class Monitor:
         self,
         settings: MonitoringSettings,
         profile: ReferenceProfile | None,
-        store: MutableMapping[str, dict[str, Any]] | None = None,
+        store: MutableMapping[str, Entry] | None = None,
         metrics: MonitorMetrics | None = None,
     ) -> None:
         self.settings = settings
-        self.join = Join(store if store is not None else {}, settings.label_horizon_s)
+        self.join = Join(
+            store if store is not None else {}, settings.label_horizon_s, settings.join_max_entries
+        )
         self.accuracy = AccuracyTracker(settings.window_s, settings.window_grace_s)
         self.drift = DriftMonitor(profile, settings) if profile is not None else None
         self.metrics = metrics or MonitorMetrics()
@@ -58,10 +60,11 @@ class Monitor:
         self.alerts: list[MonitoringEvent] = []  # recent alerts, newest last (for the summary)
 
     # -- inputs ---------------------------------------------------------------------------------
-    def on_prediction(self, ev: PredictionEvent, now: float) -> list[MonitoringEvent]:
+    def on_prediction(self, ev: PredictionEvent, now: float, partition: int = 0) -> list[MonitoringEvent]:
         version = ev.model.version
         facts = PredictionFacts(ev.label, version, ev.published_at.timestamp(), ev.emitted_at.timestamp())
-        outcome, match = self.join.add_prediction(ev.id, facts, now)
+        outcome, match = self.join.add_prediction(ev.id, facts, now, partition)
+        self._count_removed(self.join.take_evicted())
         if outcome is Outcome.DUPLICATE:
             self.metrics.duplicates.labels("prediction").inc()
             return []
@@ -76,10 +79,11 @@ class Monitor:
         self._update_coverage(version)
         return out
 
-    def on_feedback(self, ev: FeedbackEvent, now: float) -> list[MonitoringEvent]:
+    def on_feedback(self, ev: FeedbackEvent, now: float, partition: int = 0) -> list[MonitoringEvent]:
         outcome, match = self.join.add_feedback(
-            ev.id, FeedbackFacts(ev.label, ev.created_at.timestamp()), now
+            ev.id, FeedbackFacts(ev.label, ev.created_at.timestamp()), now, partition
         )
+        self._count_removed(self.join.take_evicted())
         if outcome is Outcome.DUPLICATE:
             self.metrics.duplicates.labels("feedback").inc()
             return []
@@ -91,16 +95,24 @@ class Monitor:
         return self._windows(self.accuracy.close(now))
 
     def sweep(self, now: float) -> int:
-        """Expire unmatched items older than the horizon; returns how many expired."""
-        expired = self.join.sweep(now)
-        for e in expired:
-            if e.prediction is not None:
+        """One bounded step of the join table's expiry (monitoring.join_sweep_batch heap items at
+        most); returns how many unmatched items it dropped."""
+        return self._count_removed(self.join.sweep(now, self.settings.join_sweep_batch))
+
+    def _count_removed(self, removed: list[Removed]) -> int:
+        """Count join entries the bound removed; an unmatched prediction counts as never labelled
+        (coverage), whether it expired or was evicted."""
+        unmatched = 0
+        for r in removed:
+            self.metrics.join_removed.labels(r.reason.value).inc()
+            if r.prediction is not None:
                 self.metrics.expired.labels("prediction").inc()
-                self.metrics.expired_predictions.labels(e.prediction.version).inc()
-                self.accuracy.add_expired(e.prediction.version)
-            else:
+                self.metrics.expired_predictions.labels(r.prediction.version).inc()
+                self.accuracy.add_expired(r.prediction.version)
+            elif r.feedback is not None:
                 self.metrics.expired.labels("feedback").inc()
-        return len(expired)
+            unmatched += r.unmatched
+        return unmatched
 
     # -- outputs --------------------------------------------------------------------------------
     def _matched(self, match: Match) -> list[MonitoringEvent]:

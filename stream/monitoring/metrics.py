@@ -6,6 +6,8 @@ these names.
 
 from __future__ import annotations
 
+from wsgiref.simple_server import WSGIServer
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from stream.monitoring.accuracy import LABEL_DELAY_BUCKETS
@@ -99,6 +101,19 @@ class MonitorMetrics:
         self.join_entries = Gauge(
             "pawstream_monitor_join_entries", "Items held in the join table (this instance).", registry=r
         )
+        self.join_removed = Counter(
+            "pawstream_monitor_join_removed",
+            "Join-table entries removed by its bound: expired (event time past the label horizon) "
+            "or evicted (oldest entry when monitoring.join_max_entries was reached).",
+            ["reason"],
+            registry=r,
+        )
+        self.unknown_versions = Counter(
+            "pawstream_monitor_unknown_schema_versions",
+            "Records skipped because their schema version v is not one this monitor reads.",
+            ["topic", "version"],
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "pawstream_consumer_lag",
             "Records not yet committed by a consumer group, per topic.",
@@ -106,6 +121,10 @@ class MonitorMetrics:
             registry=r,
         )
 
-    def serve(self, port: int) -> None:
-        if port:
-            start_http_server(port, registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> WSGIServer | None:
+        """Expose /metrics on ``host:port`` (monitoring.metrics_host: loopback unless a container
+        sets 0.0.0.0 for a scraper in another container); port 0 serves nothing."""
+        if not port:
+            return None
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return server

@@ -269,6 +269,8 @@ def test_each_pawstream_container_environment_builds_valid_settings(
     assert settings.training.mlflow_tracking_uri == "http://mlflow:5000"
     if service == "api":
         assert settings.api.host == "0.0.0.0"
+    if service == "monitor":  # Prometheus scrapes it from its own container; the default is loopback
+        assert settings.monitoring.metrics_host == "0.0.0.0"
 
 
 def test_every_documented_value_in_env_example_is_valid(

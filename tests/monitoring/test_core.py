@@ -107,6 +107,23 @@ def test_coverage_and_expiry() -> None:
         mon.metrics.registry.get_sample_value("pawstream_monitor_label_coverage", {"model_version": "v1"})
         == 0.4
     )
+    removed = {"reason": "expired"}
+    # 10 predictions (4 matched, as tombstones) and the orphan label: every removal is counted.
+    assert mon.metrics.registry.get_sample_value("pawstream_monitor_join_removed_total", removed) == 11
+
+
+def test_a_full_join_table_evicts_the_oldest_and_counts_them() -> None:
+    mon = Monitor(settings(join_max_entries=100), profile=None)
+    for i in range(105):  # event times T0 .. T0 + 104: the first five are the oldest
+        mon.on_prediction(synth.prediction(f"p{i}", "cat", T0 + i), now=T0 + 200)
+    assert len(mon.join.store) == 100 and "p4" not in mon.join.store and "p5" in mon.join.store
+    get = mon.metrics.registry.get_sample_value
+    assert get("pawstream_monitor_join_removed_total", {"reason": "evicted"}) == 5
+    assert get("pawstream_monitor_expired_predictions_total", {"model_version": "v1"}) == 5
+    assert mon.accuracy.totals["v1"].expired == 5
+    # An evicted prediction's late label starts a new wait instead of joining.
+    assert mon.on_feedback(synth.feedback("p0", "cat", T0 + 201), now=T0 + 201) == []
+    assert mon.accuracy.totals["v1"].labelled == 0
 
 
 def test_duplicates_do_not_change_figures() -> None:

@@ -84,9 +84,12 @@ def monitor_settings(settings: Settings, tmp_path: Path) -> Settings:
     return settings.model_copy(update={"monitoring": mon, "kafka": kafka})
 
 
-def _start_monitor(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+def _start_monitor(
+    settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAWSTREAM_")}
     env.update(to_env(settings))
+    env.update(extra_env or {})
     with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             [sys.executable, "-m", "pawstream.cli", "monitor"],
@@ -133,6 +136,11 @@ def _pred(ev: PredictionEvent, settings: Settings) -> tuple[str, bytes, bytes]:
 
 def _fb(ev: FeedbackEvent, settings: Settings) -> tuple[str, bytes, bytes]:
     return settings.topics.feedback, ev.record_key(), ev.to_bytes()
+
+
+def _as_v2(record: tuple[str, bytes, bytes]) -> tuple[str, bytes, bytes]:
+    topic, key, value = record
+    return topic, key, json.dumps({**json.loads(value), "v": 2}).encode()
 
 
 async def _wait_committed(
@@ -203,6 +211,9 @@ async def test_windowed_accuracy_exact_duplicates_ignored_and_drift_alert_on_top
     records = [_fb(f, s) for f in fbs[:50]]
     records += [_pred(p, s) for p in preds] + [_pred(p, s) for p in preds[100:130]]
     records += [_fb(f, s) for f in fbs[50:]] + [_fb(f, s) for f in fbs[200:230]]
+    # A newer writer's records (v=2): counted per topic and version, never joined or windowed.
+    records += [_as_v2(_pred(synth.prediction("v2-img", "cat", t0 + 1), s))]
+    records += [_as_v2(_fb(synth.feedback("v2-img", "cat", t0 + 1), s))]
     log = tmp_path / "monitor.log"
     async with TopicReader(s, s.topics.monitoring) as monitoring:
         await _send(s, records)
@@ -279,13 +290,60 @@ async def test_windowed_accuracy_exact_duplicates_ignored_and_drift_alert_on_top
     assert m['pawstream_monitor_duplicates_total{"kind": "feedback"}'] == 30
     assert m['pawstream_monitor_drift_detected{"metric": "embedding_mmd", "model_version": "v1"}'] == 1
     assert m["pawstream_monitor_label_coverage" + v1] == pytest.approx(301 / 401)
+    for topic in (s.topics.predictions, s.topics.feedback):
+        v2 = json.dumps({"topic": topic, "version": "2"}, sort_keys=True)
+        assert m["pawstream_monitor_unknown_schema_versions_total" + v2] == 1
+        assert "pawstream_monitor_invalid_events_total" + json.dumps({"topic": topic}) not in m
     lag_key = json.dumps({"group": s.monitoring.app_id, "topic": s.topics.predictions}, sort_keys=True)
     assert "pawstream_consumer_lag" + lag_key in m
 
 
 async def test_join_state_survives_a_monitor_restart(monitor_settings: Settings, tmp_path: Path) -> None:
     """Pending predictions and match tombstones live in the changelogged table: after a restart,
-    late labels still join, and redelivered events are still duplicates."""
+    late labels still join, and redelivered events are still duplicates. The inputs of the second
+    phase are already waiting when the restarted monitor finishes its table recovery, which is
+    what made this test flaky (stream/monitoring/recovery.py)."""
+    await _restart_keeps_join_state(monitor_settings, tmp_path, {})
+
+
+# Faust moves table changelog records to Kafka from a buffer, one at a time, in a background task;
+# its commit-time flush gives up when one record takes over 0.1 s (stream/monitoring/changelog.py).
+# Slowing that task down (a loaded host, a slow broker) makes the gap between "source offset
+# committed" and "changelog record on the broker" wide enough to hit on every run.
+_SLOW_CHANGELOG_BUFFER = """
+import asyncio
+
+from faust.transport import producer
+
+_send_pending = producer.ProducerBuffer._send_pending
+
+
+async def _slow_send_pending(self, fut):
+    await asyncio.sleep({delay_s})
+    await _send_pending(self, fut)
+
+
+producer.ProducerBuffer._send_pending = _slow_send_pending
+"""
+
+
+async def test_join_state_survives_a_restart_while_the_changelog_buffer_lags(
+    monitor_settings: Settings, tmp_path: Path
+) -> None:
+    """Join state survives a restart even when each changelog record waits 0.15 s in Faust's
+    producer buffer (stream/monitoring/changelog.py). Before that fix the first monitor committed
+    its inputs with join updates still in the buffer and its stop dropped them: the restarted
+    monitor lost 14 of the 40 pending joins."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_SLOW_CHANGELOG_BUFFER.format(delay_s=0.15))
+    path = os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])
+    await _restart_keeps_join_state(monitor_settings, tmp_path, {"PYTHONPATH": path})
+
+
+async def _restart_keeps_join_state(
+    monitor_settings: Settings, tmp_path: Path, extra_env: dict[str, str]
+) -> None:
     s = monitor_settings.model_copy(
         update={"monitoring": monitor_settings.monitoring.model_copy(update={"reference_path": None})}
     )
@@ -293,7 +351,7 @@ async def test_join_state_survives_a_monitor_restart(monitor_settings: Settings,
     log = tmp_path / "monitor.log"
     t0 = math.floor(time.time() / W) * W - W
     preds = [synth.prediction(f"r-{i:03d}", "cat", t0 + i * 0.1) for i in range(60)]
-    first = _start_monitor(s, log)
+    first = _start_monitor(s, log, extra_env)
     try:
         # 20 pairs complete before the restart; 40 predictions wait for labels.
         await _send(
@@ -303,7 +361,7 @@ async def test_join_state_survives_a_monitor_restart(monitor_settings: Settings,
         await _wait_committed(s, 90, first, log)
     finally:
         assert _stop(first) == 0, log.read_text()[-3000:]
-    second = _start_monitor(s, log)
+    second = _start_monitor(s, log, extra_env)
     try:
         async with TopicReader(s, s.topics.monitoring) as monitoring:
             late = [
