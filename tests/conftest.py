@@ -28,6 +28,9 @@ from pawstream.settings import (
 
 logger = logging.getLogger(__name__)
 
+# Fixtures that live beside their helpers, registered as plugins (not imported into test modules).
+pytest_plugins = ["tests.hanging_server"]
+
 CATSDOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "catsdogs"
 
 

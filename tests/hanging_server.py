@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import psutil
+import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
@@ -67,6 +68,13 @@ async def hanging_server() -> AsyncIterator[HangingServer]:
     finally:
         server.release.set()
         await runner.cleanup()
+
+
+@pytest.fixture
+async def hanging_http() -> AsyncIterator[HangingServer]:
+    """A hanging-reference server for one test (a plugin fixture: tests/conftest.py registers it)."""
+    async with hanging_server() as s:
+        yield s
 
 
 def with_hanging_refs(settings: Settings, **worker: object) -> Settings:

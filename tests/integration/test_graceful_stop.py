@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,25 +18,19 @@ import pytest
 from pawstream.schemas import ImageEvent
 from pawstream.settings import Settings
 from tests.conftest import jpeg_bytes
-from tests.hanging_server import HangingServer, hanging_server, publish, with_hanging_refs
+from tests.hanging_server import HangingServer, publish, with_hanging_refs
 from tests.kafka_utils import TopicReader
 from tests.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[HangingServer]:
-    async with hanging_server() as s:
-        yield s
-
-
 async def test_sigterm_mid_batch_then_restart_loses_nothing(
-    settings: Settings, server: HangingServer, tmp_path: Path
+    settings: Settings, hanging_http: HangingServer, tmp_path: Path
 ) -> None:
     settings = with_hanging_refs(settings, max_batch=32, max_wait_s=0.5)
     events = [ImageEvent(id=f"img-{i}", data=jpeg_bytes(i, (64, 64))) for i in range(24)]
-    stuck = ImageEvent(id="stuck-0", ref=server.url)
+    stuck = ImageEvent(id="stuck-0", ref=hanging_http.url)
     events.insert(12, stuck)
     await publish(settings, events)
     published = {ev.id for ev in events}
@@ -47,14 +41,14 @@ async def test_sigterm_mid_batch_then_restart_loses_nothing(
     ):
         first = WorkerProcess(settings, tmp_path / "first.log", "first").start()
         try:
-            await server.wait_for_arrival(first, 120)
+            await hanging_http.wait_for_arrival(first, 120)
             assert first.proc is not None
             first.proc.send_signal(signal.SIGTERM)  # a batch is surely in flight: it waits on `stuck`
             await until(
                 lambda: "Signal received: 15" in first.log_path.read_text(), 30, "the SIGTERM handled"
             )
             assert first.alive()  # a graceful stop waits for the batch in flight (Faust's wait_empty)
-            server.release.set()  # ... which can now finish during the shutdown
+            hanging_http.release.set()  # ... which can now finish during the shutdown
             await until(lambda: not first.alive(), 60, "the worker to stop on its own")
             assert first.returncode == 0, first.log_tail()
         finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,37 +16,31 @@ import pytest
 from pawstream.schemas import DeadLetterReason, ImageEvent
 from pawstream.settings import Settings
 from tests.conftest import jpeg_bytes
-from tests.hanging_server import HangingServer, hanging_server, publish, requester, with_hanging_refs
+from tests.hanging_server import HangingServer, publish, requester, with_hanging_refs
 from tests.kafka_utils import TopicReader
 from tests.workers import WorkerProcess, running_worker
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[HangingServer]:
-    async with hanging_server() as s:
-        yield s
-
-
 async def test_an_image_that_kills_the_worker_twice_is_dead_lettered_as_poison(
-    settings: Settings, server: HangingServer, tmp_path: Path
+    settings: Settings, hanging_http: HangingServer, tmp_path: Path
 ) -> None:
     # The images spread over the fixture's 4 input partitions: after the first death each of
     # them is handled one image at a time, and a partition finished before the poison's must not
     # be taken for the one in flight at the second death.
     settings = with_hanging_refs(settings, max_batch=16, max_wait_s=0.2)
     good = [ImageEvent(id=f"good-{i}", data=jpeg_bytes(i, (64, 64))) for i in range(11)]
-    poison = ImageEvent(id="poison-0", ref=server.url)
+    poison = ImageEvent(id="poison-0", ref=hanging_http.url)
     await publish(settings, [*good[:5], poison, *good[5:]])
 
     for death in (1, 2):
         victim = WorkerProcess(settings, tmp_path / f"death{death}.log", f"death{death}").start()
         try:
-            await server.wait_for_arrival(victim, 120)
+            await hanging_http.wait_for_arrival(victim, 120)
         finally:
             victim.kill()  # SIGKILL while the poison event is in flight, as an OOM kill would
-        assert server.arrivals == death
+        assert hanging_http.arrivals == death
 
     async with (
         TopicReader(settings, settings.topics.predictions) as preds,
@@ -65,31 +58,31 @@ async def test_an_image_that_kills_the_worker_twice_is_dead_lettered_as_poison(
     assert [(x["reason"], x["stage"], x["worker"]) for x in letters] == [
         (DeadLetterReason.POISON.value, "recovery", "survivor")
     ]
-    assert letters[0]["ref"] == server.url
-    assert server.arrivals == 2  # the third worker never fetched it again
+    assert letters[0]["ref"] == hanging_http.url
+    assert hanging_http.arrivals == 2  # the third worker never fetched it again
     assert poison.id not in {x["id"] for x in preds.records}
     assert {x.get("id") for x in dead.records} == {poison.id}, dead.records  # no neighbour dead-lettered
 
 
 async def test_a_partition_handed_over_after_a_death_is_recovered_by_its_new_owner(
-    settings: Settings, server: HangingServer, tmp_path: Path
+    settings: Settings, hanging_http: HangingServer, tmp_path: Path
 ) -> None:
     """Two workers share the group: the one fetching the poison image dies, the other takes over
     its partitions, finds the unfinished batch in the markers, and the image ends as poison."""
     settings = with_hanging_refs(settings, max_batch=16, max_wait_s=0.2)
     good = [ImageEvent(id=f"good-{i}", data=jpeg_bytes(i, (64, 64))) for i in range(11)]
-    poison = ImageEvent(id="poison-0", ref=server.url)
+    poison = ImageEvent(id="poison-0", ref=hanging_http.url)
     workers = [WorkerProcess(settings, tmp_path / f"{n}.log", n).start() for n in ("a", "b")]
     try:
         await until_ready(workers, 120)  # both in the group: the partitions are split between them
         await publish(settings, [*good[:5], poison, *good[5:]])
 
-        await server.wait_for_arrival(workers[0], 120)
-        first = requester(workers, server.peer_ports[-1])
+        await hanging_http.wait_for_arrival(workers[0], 120)
+        first = requester(workers, hanging_http.peer_ports[-1])
         first.kill()  # its partitions move to the other worker
         heir = next(w for w in workers if w is not first)
-        await server.wait_for_arrival(heir, 120)
-        assert requester([heir], server.peer_ports[-1]) is heir
+        await hanging_http.wait_for_arrival(heir, 120)
+        assert requester([heir], hanging_http.peer_ports[-1]) is heir
         heir.kill()  # the second death, in the new owner, with the image alone in flight
     finally:
         for w in workers:
@@ -101,7 +94,7 @@ async def test_a_partition_handed_over_after_a_death_is_recovered_by_its_new_own
             await dead.wait_until(lambda r: poison.id in {x.get("id") for x in r}, 120, "the poison letter")
     letter = next(x for x in dead.records if x.get("id") == poison.id)
     assert (letter["reason"], letter["worker"]) == (DeadLetterReason.POISON.value, "survivor")
-    assert server.arrivals == 2
+    assert hanging_http.arrivals == 2
 
 
 async def until_ready(workers: list[WorkerProcess], timeout_s: float) -> None:
