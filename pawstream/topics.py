@@ -28,8 +28,18 @@ def topic_plan(settings: Settings) -> dict[str, int]:
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     """Per-topic configs beyond the broker defaults."""
-    # The in-flight markers are keyed by input partition and only the newest one matters.
-    return {settings.topics.inflight: {"cleanup.policy": "compact"}}
+    # The in-flight markers are keyed by input partition and only the newest one matters: compacted.
+    # Kafka never compacts the open segment, so a short segment.ms lets compaction keep up, and
+    # `delete` with a retention bounds the topic even where compaction lags (or, as on Tansu, never
+    # runs). A marker older than the retention is only a partition idle for that long: losing it
+    # costs one more batch-mode attempt of an unfinished batch, never an image.
+    return {
+        settings.topics.inflight: {
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(6 * 3600 * 1000),
+            "segment.ms": str(3600 * 1000),
+        }
+    }
 
 
 async def ensure_topics(settings: Settings, names: list[str] | None = None) -> None:

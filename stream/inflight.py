@@ -178,11 +178,17 @@ class InflightLog:
             # Tansu under-reports ListOffsets(LATEST): offsets.end_offsets corrects it.
             ends = await offsets.end_offsets(consumer, tps)
             markers: dict[str, Marker] = {}
+            stall = self.settings.kafka.request_timeout_s
             for tp in tps:
+                # A deadline on progress, not on the whole read: the topic may have grown large
+                # (Tansu never compacts it), and a slow full read must not fail every start.
+                deadline = time.monotonic() + stall
                 while await consumer.position(tp) < ends[tp]:
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"could not read {self.topic} to its end in time")
+                        raise TimeoutError(f"reading {self.topic} made no progress for {stall}s")
                     batch = await consumer.getmany(tp, timeout_ms=200)
+                    if batch.get(tp):
+                        deadline = time.monotonic() + stall
                     for msg in batch.get(tp, []):
                         key = msg.key.decode("utf-8", "replace") if msg.key else ""
                         if msg.value is None:  # a tombstone

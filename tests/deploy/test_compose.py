@@ -366,7 +366,7 @@ def test_topic_init_creates_every_topic_with_its_partitions(compose: dict[str, A
     assert init["depends_on"] == {"kafka": {"condition": "service_healthy"}}
     assert init["restart"] == "no"
     script = "\n".join(init["command"])
-    creates = re.findall(r'^create "\$(\w+)" "?\$?(\w+)"?(?: --config (\S+))?$', script, re.M)
+    creates = re.findall(r'^create "\$(\w+)" "?\$?(\w+)"?((?: --config \S+)*)$', script, re.M)
     from pawstream.topics import topic_configs, topic_plan
 
     # Same plan as pawstream.topics.topic_plan: topic -> partition count (and its configs).
@@ -374,7 +374,11 @@ def test_topic_init_creates_every_topic_with_its_partitions(compose: dict[str, A
     planned = {env[topic]: (int(env[parts]) if parts in env else int(parts)) for topic, parts, _ in creates}
     settings = Settings.model_construct()
     assert planned == topic_plan(settings)
-    configs = {env[topic]: dict([conf.split("=", 1)]) for topic, _, conf in creates if conf}
+    configs = {
+        env[topic]: dict(c.split("=", 1) for c in conf.split(" --config ")[1:])
+        for topic, _, conf in creates
+        if conf
+    }
     assert configs == topic_configs(settings)
     assert "kafka-topics.sh" in script
     assert "--if-not-exists" in script
