@@ -221,7 +221,8 @@ class ResultConsumer:
             dead = parse_versioned(DeadLetterEvent, value or b"")
         except UnknownSchemaVersion as exc:
             return self._unknown_version(kind, value or b"", exc)
-        except (ValidationError, ValueError) as exc:  # ValueError: not JSON, or not an object
+        # ValueError: not JSON, or not an object; RecursionError: JSON nested too deeply.
+        except (ValidationError, ValueError, RecursionError) as exc:
             self.metrics.consumed.labels("invalid").inc()
             logger.warning("skipping an unreadable result record", extra={"topic": topic, "error": str(exc)})
             return None

@@ -53,7 +53,10 @@ def as_utc(value: datetime) -> datetime:
     """
     if value.tzinfo is None or value.utcoffset() is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+01:00: UTC would be before year 1
+        raise ValueError(f"timestamp {value.isoformat()} is out of range in UTC") from exc
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]

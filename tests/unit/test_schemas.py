@@ -147,3 +147,19 @@ def test_deeply_nested_json_is_a_schema_error_not_a_crash() -> None:
         parse_image_event(b"[" * 100_000 + b"]" * 100_000)
     assert err.value.reason is DeadLetterReason.SCHEMA
     assert "nested too deeply" in err.value.message
+
+
+def test_a_timestamp_out_of_range_in_utc_is_a_schema_error_not_an_overflow() -> None:
+    raw = {
+        "v": 1,
+        "type": "image",
+        "ref": "https://example.org/a.jpg",
+        "created_at": "0001-01-01T00:00:00+01:00",
+    }
+    with pytest.raises(EventError) as err:
+        parse_image_event(json.dumps(raw).encode())
+    assert err.value.reason is DeadLetterReason.SCHEMA
+    with pytest.raises(ValueError, match="out of range"):  # pydantic's ValidationError is a ValueError
+        parse_versioned(
+            FeedbackEvent, json.dumps({"id": "a", "label": "cat", "created_at": raw["created_at"]})
+        )
