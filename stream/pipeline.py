@@ -128,6 +128,8 @@ class BatchProcessor:
                 outputs += await self._infer(decoded)
             for it in decoded:
                 it.pixels = None  # released before the next slice decodes
+            for it in part:
+                it.data = None  # and the fetched bytes (up to refs.http_max_bytes each) with them
             ok += decoded
             infer_s += time.perf_counter() - t0
         # Per micro-batch, as before slicing: the dashboards read them that way.
@@ -185,7 +187,7 @@ class BatchProcessor:
         try:
             out = await loop.run_in_executor(self.inference_pool, self.predictor.predict_many, pixels)
             return [(out.probs[i], out.embeddings[i]) for i in range(len(ok))]
-        except EventError:
+        except Exception:
             # Isolate the item that breaks the model instead of failing the whole batch.
             logger.warning("batch inference failed; retrying items one by one", extra={"batch": len(ok)})
             results: list[tuple[np.ndarray, np.ndarray] | EventError] = []
@@ -198,6 +200,9 @@ class BatchProcessor:
                     results.append((one.probs[0], one.embeddings[0]))
                 except EventError as exc:
                     results.append(exc)
+                except Exception as exc:  # a bug on this one image: it alone is dead-lettered
+                    logger.exception("unexpected inference error", extra={"offset": it.record.offset})
+                    results.append(_unexpected(exc))
             return results
 
     def _build(

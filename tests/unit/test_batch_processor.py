@@ -171,3 +171,38 @@ async def test_an_unexpected_error_preparing_one_item_is_internal_and_spares_the
     [dead] = result.deadletters
     assert (dead.id, dead.reason, dead.stage) == ("img-1", DeadLetterReason.INTERNAL, "resolve")
     assert dead.message.startswith("KeyError")
+
+
+class OneImageBreaksThePredictor(Predictor):
+    """A model path with a bug that one image (the 1x1 one) triggers: not an EventError."""
+
+    def predict_many(self, pixels: Sequence[np.ndarray]) -> BatchOutput:
+        if any(p.shape[:2] == (1, 1) for p in pixels):
+            raise RuntimeError("a bug in the model path")
+        return super().predict_many(pixels)
+
+
+async def test_an_unexpected_inference_error_dead_letters_only_its_image(tiny_artifact: Path) -> None:
+    settings = Settings(log_json=False)
+    predictor = OneImageBreaksThePredictor.from_artifact(tiny_artifact, threads=1, max_pixels=10**7, chunk=4)
+    values = [
+        ImageEvent(id="img-0", data=jpeg_bytes(0)).to_bytes(),
+        ImageEvent(id="img-1", data=jpeg_bytes(1, (1, 1))).to_bytes(),
+        ImageEvent(id="img-2", data=jpeg_bytes(2)).to_bytes(),
+    ]
+    records = [Record(None, v, "images", 0, i, None) for i, v in enumerate(values)]
+    with ThreadPoolExecutor(2) as decode, ThreadPoolExecutor(1) as model:
+        processor = BatchProcessor(
+            settings,
+            predictor,
+            ReferenceFetcher(settings.refs),
+            WorkerMetrics(),
+            "test-worker",
+            decode_pool=decode,
+            inference_pool=model,
+        )
+        result = await asyncio.wait_for(processor.process(records), 60)
+    assert [p.id for p in result.predictions] == ["img-0", "img-2"]
+    [dead] = result.deadletters
+    assert (dead.id, dead.reason, dead.stage) == ("img-1", DeadLetterReason.INTERNAL, "inference")
+    assert dead.message.startswith("RuntimeError")
