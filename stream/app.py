@@ -117,6 +117,11 @@ def add_classify_agent(app: faust.App, settings: Settings, processor: BatchProce
                     for e in events
                 ]
                 await guarded.handle(records, emit)
+            except asyncio.CancelledError as exc:
+                # Only a forced stop cancels the agent mid-batch (a graceful one waits for the
+                # batch, and rebalances do not cancel it): leaving now would let the take
+                # generator's `finally` ack a batch whose outputs were never sent.
+                _fatal("cancelled in the middle of a batch; exiting without acking it", exc)
             except Exception as exc:
                 _fatal("could not process a batch; exiting without acking it", exc)
 
