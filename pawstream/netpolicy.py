@@ -55,9 +55,10 @@ class SystemResolver:
 
 
 def literal_address(host: str) -> IPAddress | None:
-    """The address a URL host names literally (``[...]`` brackets removed), else None."""
+    """The address a URL host names literally (``[...]`` brackets and a trailing dot removed), else None."""
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        # "127.0.0.1." is no valid address to ipaddress, but resolvers read it as one.
+        return ipaddress.ip_address(host.strip("[]").rstrip("."))
     except ValueError:
         return None
 

@@ -169,6 +169,13 @@ def test_literal_non_public_addresses_are_refused_by_check(address: str, kind: s
         ReferencePolicy(ReferenceSettings()).check(f"http://{host}:8080/x.jpg")
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1.", "10.1.2.3.", "169.254.169.254."])
+def test_a_literal_address_with_a_trailing_dot_is_still_literal(host: str) -> None:
+    # Resolvers read "127.0.0.1." as the address itself; the API must refuse it at once (422).
+    with pytest.raises(EventError, match="refused by policy"):
+        ReferencePolicy(ReferenceSettings()).check(f"http://{host}/x.jpg")
+
+
 @pytest.mark.parametrize("host", ["localhost", "LOCALHOST.", "cats.localhost"])
 def test_localhost_names_are_loopback(host: str) -> None:
     with pytest.raises(EventError, match="loopback"):
