@@ -227,7 +227,8 @@ async def test_hostile_corpus_with_default_settings(
             # No file-existence oracle: an existing and a missing file outside the roots look the same.
             assert answers["file-existing"].json() == answers["file-missing"].json()
             metrics = (await client.get("/metrics")).text
-            assert 'method="BREW"' not in metrics  # label values stay bounded
+            assert 'method="BREW"' not in metrics  # label values stay bounded ...
+            assert 'method="other"' in metrics  # ... while the request is still counted
 
             # --- the worker: the event corpus over Kafka -----------------------------------------
             producer = AIOKafkaProducer(**{**producer_kwargs(settings.kafka), "max_request_size": 8_000_000})
