@@ -94,11 +94,17 @@ def _no_constant(name: str) -> Any:
 async def read_json(request: Request, limit: int, max_depth: int) -> Any:
     """The parsed JSON body: 413 past ``limit`` bytes, 400 if malformed or nested past ``max_depth``."""
     raw = await read_body(request, limit)
+    try:
+        # UTF-8 only (RFC 8259): json.loads(bytes) would also take UTF-16/32, whose brackets the
+        # byte scan below does not see.
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"request body is not UTF-8: {exc}") from exc
     if json_depth_exceeds(raw, max_depth):
         raise too_deep(max_depth)
     try:
         # parse_constant: NaN and Infinity are Python's extension, not JSON.
-        return json.loads(raw, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant)
     except RecursionError as exc:  # only if max_depth is set beyond what the parser can take
         raise too_deep(max_depth) from exc
     except (UnicodeDecodeError, ValueError) as exc:

@@ -435,3 +435,11 @@ async def test_result_records_the_parser_chokes_on_never_stall_the_consumer(api_
             await asyncio.sleep(0.05)
         assert (await api.client.get("/readyz")).status_code == 200
         assert (await api.client.get("/v1/predictions/early")).status_code == 404
+
+
+async def test_a_utf16_body_is_a_400_whatever_its_nesting(api_settings: Settings) -> None:
+    body = ("[" * 600 + "]" * 600).encode("utf-16-le")  # json.loads(bytes) would detect UTF-16
+    async with serve(api_settings) as api:
+        r = await api.client.post("/v1/feedback", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] in ("invalid_json", "json_too_deep")
