@@ -120,6 +120,14 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
+        # The kernel's own high-water mark catches a spike between two samples (Linux).
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except OSError:
+            return
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                self.peak = max(self.peak, int(line.split()[1]) * 1024)
 
     @property
     def peak_mb(self) -> float:
