@@ -268,6 +268,9 @@ class MonitoringSettings(BaseModel):
     join_sweep_batch: int = Field(
         1000, ge=1, description="Join-table entries checked for expiry at most per sweep step."
     )
+    # The monitor awaits the broker's acks once per micro-batch, not once per record.
+    max_batch: int = Field(200, ge=1, description="Records the monitor takes per micro-batch.")
+    max_wait_s: float = Field(0.05, gt=0, description="Longest a partial monitor micro-batch waits.")
     reference_path: Path | None = Field(
         None, description="Reference profile (.npz); default: the served artifact's reference_profile.npz."
     )

@@ -54,10 +54,6 @@ from stream.monitoring.versions import UnknownVersions
 
 logger = logging.getLogger(__name__)
 
-# Micro-batches: the broker's acks are awaited once per batch, not once per record.
-_BATCH_MAX = 200
-_BATCH_WAIT_S = 0.05
-
 _RAW: dict[str, Any] = {
     "key_type": bytes,
     "value_type": bytes,
@@ -186,7 +182,7 @@ def add_monitor(app: faust.App, settings: Settings, monitor: Monitor) -> None:
         # take_events acks a batch when the body asks for the next one; the join state the batch
         # wrote (and its outputs) must be on the broker by then (see changelog.py).
         assert isinstance(stream, faust.Stream)
-        async for events in stream.take_events(_BATCH_MAX, within=_BATCH_WAIT_S):
+        async for events in stream.take_events(m.max_batch, within=m.max_wait_s):
             now = time.time()
             out = [ev for event in events for ev in handle(event.message, now)]
             try:
