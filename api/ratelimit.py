@@ -10,6 +10,7 @@ request through (logged): rate limiting protects the service and must never take
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import math
 import time
@@ -49,7 +50,16 @@ def bucket_for_key(key: str) -> str:
 
 
 def bucket_for_address(host: str | None) -> str:
-    return f"addr:{host or 'unknown'}"
+    """One bucket per IPv4 address, and per IPv6 /64: one client holds a whole /64 to rotate through."""
+    try:
+        ip = ipaddress.ip_address(host or "")
+    except ValueError:
+        return f"addr:{host or 'unknown'}"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"addr:{ip.ipv4_mapped}"
+        return f"addr:{ipaddress.IPv6Network((ip, 64), strict=False)}"
+    return f"addr:{ip}"
 
 
 class RateLimiter:

@@ -443,3 +443,13 @@ async def test_a_utf16_body_is_a_400_whatever_its_nesting(api_settings: Settings
         r = await api.client.post("/v1/feedback", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] in ("invalid_json", "json_too_deep")
+
+
+def test_ipv6_clients_share_a_bucket_per_64() -> None:
+    from api.ratelimit import bucket_for_address
+
+    assert bucket_for_address("2001:db8:1:2::a") == bucket_for_address("2001:db8:1:2:ffff::1")
+    assert bucket_for_address("2001:db8:1:2::a") != bucket_for_address("2001:db8:1:3::a")
+    assert bucket_for_address("::ffff:192.0.2.7") == bucket_for_address("192.0.2.7")
+    assert bucket_for_address("192.0.2.7") != bucket_for_address("192.0.2.8")
+    assert bucket_for_address(None) == "addr:unknown"
