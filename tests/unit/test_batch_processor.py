@@ -82,12 +82,16 @@ class OneBadRowPredictor(Predictor):
 
 
 def _processor(
-    settings: Settings, predictor: Predictor, decode: ThreadPoolExecutor, model: ThreadPoolExecutor
+    settings: Settings,
+    predictor: Predictor,
+    decode: ThreadPoolExecutor,
+    model: ThreadPoolExecutor,
+    fetcher: ReferenceFetcher | None = None,
 ) -> BatchProcessor:
     return BatchProcessor(
         settings,
         predictor,
-        ReferenceFetcher(settings.refs),
+        fetcher or ReferenceFetcher(settings.refs),
         WorkerMetrics(),
         "test-worker",
         decode_pool=decode,
@@ -157,15 +161,7 @@ async def test_an_unexpected_error_preparing_one_item_is_internal_and_spares_the
     ]
     records = [Record(None, v, "images", 0, i, None) for i, v in enumerate(values)]
     with ThreadPoolExecutor(2) as decode, ThreadPoolExecutor(1) as model:
-        processor = BatchProcessor(
-            settings,
-            predictor,
-            BrokenFetcher(settings.refs),
-            WorkerMetrics(),
-            "test-worker",
-            decode_pool=decode,
-            inference_pool=model,
-        )
+        processor = _processor(settings, predictor, decode, model, BrokenFetcher(settings.refs))
         result = await asyncio.wait_for(processor.process(records), 60)
     assert [p.id for p in result.predictions] == ["img-0", "img-2"]
     [dead] = result.deadletters
@@ -192,16 +188,7 @@ async def test_an_unexpected_inference_error_dead_letters_only_its_image(tiny_ar
     ]
     records = [Record(None, v, "images", 0, i, None) for i, v in enumerate(values)]
     with ThreadPoolExecutor(2) as decode, ThreadPoolExecutor(1) as model:
-        processor = BatchProcessor(
-            settings,
-            predictor,
-            ReferenceFetcher(settings.refs),
-            WorkerMetrics(),
-            "test-worker",
-            decode_pool=decode,
-            inference_pool=model,
-        )
-        result = await asyncio.wait_for(processor.process(records), 60)
+        result = await asyncio.wait_for(_processor(settings, predictor, decode, model).process(records), 60)
     assert [p.id for p in result.predictions] == ["img-0", "img-2"]
     [dead] = result.deadletters
     assert (dead.id, dead.reason, dead.stage) == ("img-1", DeadLetterReason.INTERNAL, "inference")
