@@ -17,8 +17,7 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -39,59 +38,36 @@ from pawstream.settings import (
 from tests.api.test_end_to_end import api_process
 from tests.conftest import jpeg_bytes, real_photos
 from tests.kafka_utils import TopicReader
+from tests.netstubs import RecordingServer
 from tests.workers import running_worker
 
 pytestmark = pytest.mark.integration
 logger = logging.getLogger(__name__)
 R = DeadLetterReason
 PREDICTED = "predicted"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@dataclass
-class Recorder:
-    """A local HTTP server that records every request it gets."""
-
-    base: str
-    requests: list[str] = field(default_factory=list)
-
-
-async def _serve(host: str, routes: list[web.RouteDef], seen: list[str]) -> tuple[web.AppRunner, str]:
-    @web.middleware
-    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
-        seen.append(request.path)
-        return await handler(request)
-
-    app = web.Application(middlewares=[record])
-    app.add_routes(routes)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, host, 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://{host}:{port}"
+PUBLIC = "127.0.0.2"  # stands in for the public internet (the one network the test allows)
 
 
 @pytest.fixture
-async def servers() -> AsyncIterator[tuple[Recorder, Recorder]]:
+async def servers() -> AsyncIterator[tuple[RecordingServer, RecordingServer]]:
     """(loopback, stand-in public) servers: the first must never be requested."""
-    loop_seen: list[str] = []
-    pub_seen: list[str] = []
 
     async def image(_: web.Request) -> web.Response:
         return web.Response(body=jpeg_bytes(11), content_type="image/jpeg")
 
-    loop_runner, loop_base = await _serve("127.0.0.1", [web.get("/{name}", image)], loop_seen)
+    loop = RecordingServer([web.get("/{name}", image)])
+    await loop.start()
 
     async def redirect(_: web.Request) -> web.Response:
-        raise web.HTTPFound(f"{loop_base}/secret.jpg")
+        raise web.HTTPFound(f"{loop.url()}/secret.jpg")
 
-    pub_runner, pub_base = await _serve(
-        "127.0.0.2", [web.get("/redirect", redirect), web.get("/{name}", image)], pub_seen
-    )
-    yield Recorder(loop_base, loop_seen), Recorder(pub_base, pub_seen)
-    await pub_runner.cleanup()
-    await loop_runner.cleanup()
+    pub = RecordingServer([web.get("/redirect", redirect), web.get("/{name}", image)])
+    await pub.start(PUBLIC)
+    yield loop, pub
+    await pub.stop()
+    await loop.stop()
 
 
 def _png(size: tuple[int, int], mode: str = "1") -> bytes:
@@ -110,7 +86,7 @@ def _event(case: str, **fields: object) -> bytes:
     return json.dumps(obj).encode()
 
 
-def _worker_cases(loop: Recorder, pub: Recorder) -> dict[str, tuple[bytes, bytes, str]]:
+def _worker_cases(loop: RecordingServer, pub: RecordingServer) -> dict[str, tuple[bytes, bytes, str]]:
     """case -> (record key, record value, expected outcome)."""
     photo = jpeg_bytes(3, (320, 240))
     control = "".join(chr(c) for c in range(32)) * 30_000  # ~1 MB key; six-fold as JSON escapes
@@ -139,13 +115,16 @@ def _worker_cases(loop: Recorder, pub: Recorder) -> dict[str, tuple[bytes, bytes
         "nested-json": (b"[" * 10_000 + b"]" * 10_000, R.SCHEMA),
         "not-utf8": (b"\xc3\x28\xa0\xa1", R.ENCODING),
         # References under the safe defaults.
-        "loopback-ref": (_event("loopback-ref", ref=f"{loop.base}/direct.jpg"), R.REFERENCE),
+        "loopback-ref": (_event("loopback-ref", ref=f"{loop.url()}/direct.jpg"), R.REFERENCE),
         "localhost-ref": (
-            _event("localhost-ref", ref=loop.base.replace("127.0.0.1", "localhost") + "/named.jpg"),
+            _event("localhost-ref", ref=f"http://localhost:{loop.ports['127.0.0.1']}/named.jpg"),
             R.REFERENCE,
         ),
-        "redirect-to-loopback": (_event("redirect-to-loopback", ref=f"{pub.base}/redirect"), R.REFERENCE),
-        "allowed-ref": (_event("allowed-ref", ref=f"{pub.base}/fine.jpg"), PREDICTED),
+        "redirect-to-loopback": (
+            _event("redirect-to-loopback", ref=f"{pub.url(PUBLIC)}/redirect"),
+            R.REFERENCE,
+        ),
+        "allowed-ref": (_event("allowed-ref", ref=f"{pub.url(PUBLIC)}/fine.jpg"), PREDICTED),
         "file-ref": (_event("file-ref", ref="file:///etc/passwd"), R.REFERENCE),
     }
     # Large but legal: 36 Mpx each, a few KB on the wire, one micro-batch's worth.
@@ -177,7 +156,7 @@ def _defaults(base: Settings, artifact: Path, tmp_path: Path) -> Settings:
     )
 
 
-def _api_cases(loop: Recorder) -> list[tuple[str, str, str, bytes, dict[str, str], int]]:
+def _api_cases(loop: RecordingServer) -> list[tuple[str, str, str, bytes, dict[str, str], int]]:
     """(case, method, path, body, headers, expected status)."""
     js = {"content-type": "application/json"}
     # "example.com" in fullwidth letters: NFKC folds it to ASCII, so it names another host.
@@ -194,7 +173,14 @@ def _api_cases(loop: Recorder) -> list[tuple[str, str, str, bytes, dict[str, str
             js,
             422,
         ),
-        ("loopback-url", "POST", "/v1/images", json.dumps({"url": f"{loop.base}/api.jpg"}).encode(), js, 422),
+        (
+            "loopback-url",
+            "POST",
+            "/v1/images",
+            json.dumps({"url": f"{loop.url()}/api.jpg"}).encode(),
+            js,
+            422,
+        ),
         ("file-nul", "POST", "/v1/images", b'{"url": "file:///tmp/a%00b.jpg"}', js, 422),
         ("file-existing", "POST", "/v1/images", b'{"url": "file:///etc/passwd"}', js, 422),
         ("file-missing", "POST", "/v1/images", b'{"url": "file:///etc/no-such-file-here"}', js, 422),
@@ -208,7 +194,7 @@ async def test_hostile_corpus_with_default_settings(
     settings: Settings,
     full_artifact: Path,
     tmp_path: Path,
-    servers: tuple[Recorder, Recorder],
+    servers: tuple[RecordingServer, RecordingServer],
 ) -> None:
     loop, pub = servers
     settings = _defaults(settings, full_artifact, tmp_path)
@@ -288,5 +274,5 @@ async def test_hostile_corpus_with_default_settings(
     naive = next(r for r in preds.records if r["id"] == "naive-timestamp")
     assert naive["published_at"].endswith(("Z", "+00:00"))
     # Nothing reached the loopback server, directly, by name or by redirect.
-    assert loop.requests == [], loop.requests
-    assert "/redirect" in pub.requests and "/fine.jpg" in pub.requests
+    assert loop.paths == [], loop.paths
+    assert "/redirect" in pub.paths and "/fine.jpg" in pub.paths
