@@ -28,7 +28,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 RUN --mount=type=cache,target=/root/.cache/pip \
-    for pkg in pawstream stream producers api training bench; do \
+    for pkg in pawstream stream producers api training bench stack; do \
         mkdir -p "$pkg" && touch "$pkg/__init__.py"; \
     done \
     && pip install . \
@@ -40,6 +40,7 @@ COPY producers ./producers
 COPY api ./api
 COPY training ./training
 COPY bench ./bench
+COPY stack ./stack
 RUN pip install --no-deps . \
     && pawstream --help > /dev/null
 

@@ -38,7 +38,7 @@ bench: setup
 
 # Regenerate the README's configuration table from pawstream.settings.Settings.
 docs: setup
-	$(BIN)/python -m pawstream.config_doc
+	$(BIN)/python -m stack.config_doc
 
 # The training pipeline (dvc.yaml): stage commands run `python`, so the venv goes first on PATH.
 .PHONY: train

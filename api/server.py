@@ -11,7 +11,7 @@ from pawstream.settings import Settings
 
 def monitoring_provider(settings: Settings) -> MonitoringProvider:
     """The monitor's figures, read from its metrics endpoint (reports "unavailable" if it is down)."""
-    from stream.monitoring.provider import MonitorMetricsProvider
+    from api.monitor_provider import MonitorMetricsProvider
 
     if settings.api.monitoring_url:
         return MonitorMetricsProvider(settings.api.monitoring_url)

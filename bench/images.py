@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pawstream.vision.runtime import image_files
+from pawstream.vision.files import image_files
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def generated_jpeg(seed: int, size: tuple[int, int] = (448, 374)) -> bytes:
 
 def load_photos(folder: Path | None, count: int) -> tuple[list[Photo], bool]:
     """``count`` photos spread evenly over ``folder`` (recursive, sorted); (photos, generated?)."""
-    files = sorted(image_files(folder)) if folder is not None and Path(folder).is_dir() else []
+    files = image_files(folder) if folder is not None and Path(folder).is_dir() else []
     if not files:
         logger.warning("no photos found; using generated images", extra={"folder": str(folder)})
         return [Photo(f"generated-{i}.jpg", generated_jpeg(i)) for i in range(count)], True

@@ -34,8 +34,8 @@ from bench.cpu import cpu_window
 from bench.images import Photo
 from bench.results import LatencyStats, LoadPoint, PipelineRun
 from pawstream.kafka import consumer_kwargs
+from pawstream.publishing import inline_event, open_producer, send_event
 from pawstream.settings import Settings, TopicSettings, to_env
-from producers.publish import inline_event, open_producer, send_event
 
 logger = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ def worker_process(settings: Settings, log_path: Path) -> Any:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pawstream.cli", "worker"],
+            [sys.executable, "-m", "stack.cli", "worker"],
             env=env,
             stdout=log,
             stderr=log,

@@ -41,10 +41,11 @@ from bench.results import (
 from pawstream.broker import LocalBroker
 from pawstream.settings import Settings
 from pawstream.vision.artifact import ArtifactMeta, InputConfig, read_meta, save_artifact
+from pawstream.vision.files import image_files
 from pawstream.vision.memory import tune_malloc
 from pawstream.vision.models import DEFAULT_INPUT, build_model
 from pawstream.vision.predictor import Predictor
-from pawstream.vision.runtime import RUNTIMES, artifact_digest, build_runner, calibration_batches, image_files
+from pawstream.vision.runtime import RUNTIMES, artifact_digest, build_runner, calibration_batches
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def _calibration_files(options: BenchOptions, limit: int) -> list[Path]:
     if options.calibration_manifest and options.calibration_manifest.is_file() and options.photos:
         rows = read_split(options.calibration_manifest, options.photos, limit)
         return [p for p, _ in rows if p.is_file()]
-    return sorted(image_files(options.photos))[:limit] if options.photos and options.photos.is_dir() else []
+    return image_files(options.photos)[:limit] if options.photos and options.photos.is_dir() else []
 
 
 def load_predictors(

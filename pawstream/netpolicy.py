@@ -220,7 +220,7 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport with its connection pool on a :class:`PinnedNetworkBackend`.
 
     httpx 0.28 does not take a network backend, so the pool it builds is replaced by an equal one
-    on ours (tests/unit/test_references.py fails if a future httpx stops using ``_pool``: the stub
+    on ours (tests/pawstream/test_references.py fails if a future httpx stops using ``_pool``: the stub
     hostname it fetches resolves nowhere else). No proxy: a proxy would connect instead of us.
     """
 

@@ -101,7 +101,7 @@ class WorkerSettings(BaseModel):
     # at once (each is ~160 MB in Pillow), while a batch of 32 ordinary photos (a 12 Mpx JPEG
     # decodes at 1/8 scale in draft mode, ~0.2 Mpx) stays one slice and one model pass. Measured
     # with a worker (fp32, ~450 MB warm) through one batch of 32 6000x6000 and extreme-aspect PNGs
-    # (tests/integration/test_worker_memory.py): peak 640-653 MB at 64 Mpx, 812 MB at 128 Mpx (two
+    # (tests/stream/worker/test_worker_memory.py): peak 640-653 MB at 64 Mpx, 812 MB at 128 Mpx (two
     # decoded at once), 646 MB at 16 Mpx (no lower: the largest single image sets it).
     max_batch_pixels: int = Field(
         64_000_000,
@@ -241,7 +241,7 @@ class ApiSettings(BaseModel):
 
 
 class MonitoringSettings(BaseModel):
-    """Feedback join, windowed accuracy and drift (stream/monitoring). Owned by the monitoring issue."""
+    """Feedback join, windowed accuracy and drift (stream/monitor). Owned by the monitoring issue."""
 
     app_id: str = "pawstream-monitor"
     window_s: float = Field(60.0, gt=0, description="Tumbling window size.")

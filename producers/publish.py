@@ -10,24 +10,18 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
-from pawstream.kafka import producer_kwargs
+from pawstream.publishing import inline_event, open_producer, send_event
 from pawstream.references import ReferencePolicy, file_uri
-from pawstream.schemas import DeadLetterReason, EventError, ImageEvent, sha256_hex
+from pawstream.schemas import EventError, ImageEvent
 from pawstream.settings import Settings
-from pawstream.topics import ensure_topics
-from pawstream.vision.decode import sniff_content_type
+from pawstream.vision.files import image_files
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 
 
 def is_url(target: str) -> bool:
@@ -43,11 +37,7 @@ def discover(targets: Iterable[str], limit: int | None = None) -> Iterator[str]:
         else:
             path = Path(target)
             if path.is_dir():
-                candidates = (
-                    str(p)
-                    for p in sorted(path.rglob("*"))
-                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                )
+                candidates = (str(p) for p in image_files(path))
             elif path.is_file():
                 candidates = [str(path)]
             else:
@@ -57,19 +47,6 @@ def discover(targets: Iterable[str], limit: int | None = None) -> Iterator[str]:
                 return
             count += 1
             yield c
-
-
-def inline_event(data: bytes, *, max_bytes: int, source: str, image_id: str | None = None) -> ImageEvent:
-    """An inline ImageEvent, with the same checks the API applies (size, then magic bytes)."""
-    if len(data) > max_bytes:
-        raise EventError(
-            DeadLetterReason.TOO_LARGE, f"image is {len(data)} bytes, over the inline limit of {max_bytes}"
-        )
-    ctype = sniff_content_type(data)
-    if ctype is None:
-        raise EventError(DeadLetterReason.DECODE, "not a supported image type (checked by magic bytes)")
-    extra: dict[str, Any] = {"id": image_id} if image_id else {}
-    return ImageEvent(data=data, sha256=sha256_hex(data), content_type=ctype, source=source, **extra)
 
 
 def build_event(target: str, *, by_reference: bool, settings: Settings, source: str) -> ImageEvent:
@@ -92,23 +69,6 @@ class PublishReport:
     published: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (target, reason)
     seconds: float = 0.0
-
-
-@asynccontextmanager
-async def open_producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    await ensure_topics(settings)
-    producer = AIOKafkaProducer(**producer_kwargs(settings.kafka))
-    await producer.start()
-    try:
-        yield producer
-    finally:
-        await producer.stop()
-
-
-async def send_event(producer: AIOKafkaProducer, topic: str, event: ImageEvent) -> asyncio.Future[Any]:
-    """Queue one event; the returned future resolves when the broker acks it."""
-    fut: asyncio.Future[Any] = await producer.send(topic, value=event.to_bytes(), key=event.record_key())
-    return fut
 
 
 async def publish_images(

@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pawstream import offsets
 from pawstream.kafka import consumer_kwargs
+from pawstream.publishing import open_producer
 from pawstream.schemas import DeadLetterEvent, DeadLetterReason
 from pawstream.settings import Settings
-from producers.publish import open_producer
 
 logger = logging.getLogger(__name__)
 

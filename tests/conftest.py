@@ -29,7 +29,7 @@ from pawstream.settings import (
 logger = logging.getLogger(__name__)
 
 # Fixtures that live beside their helpers, registered as plugins (not imported into test modules).
-pytest_plugins = ["tests.hanging_server"]
+pytest_plugins = ["tests.support.hanging_server"]
 
 CATSDOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "catsdogs"
 
@@ -70,7 +70,7 @@ def unique(prefix: str) -> str:
 @pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ResNet-18 artifact with random weights and a small input size (fast on 2 cores)."""
-    from tests.factories import make_artifact
+    from tests.support.factories import make_artifact
 
     return make_artifact(tmp_path_factory.mktemp("artifact") / "tiny", size=64, resize=72)
 
@@ -78,7 +78,7 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def full_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ResNet-18 artifact with random weights at the real 224 px input size."""
-    from tests.factories import make_artifact
+    from tests.support.factories import make_artifact
 
     return make_artifact(tmp_path_factory.mktemp("artifact") / "full", size=224, resize=256)
 
@@ -136,7 +136,7 @@ def real_photos(n: int) -> list[Path]:
 @pytest.fixture(scope="session")
 def mid_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weights ResNet-18 at 112 px: real work per image, but quick enough for long runs."""
-    from tests.factories import make_artifact
+    from tests.support.factories import make_artifact
 
     return make_artifact(tmp_path_factory.mktemp("artifact") / "mid", size=112, resize=128)
 

@@ -25,10 +25,10 @@ from api.publisher import Publisher
 from api.store import ResultStore, StoreUnavailable
 from api.upload import json_body_doc, media_type, read_model, read_upload
 from api.waiters import wait_result
+from pawstream.publishing import inline_event
 from pawstream.references import ReferencePolicy
 from pawstream.schemas import DeadLetterReason, EventError, ImageEvent
 from pawstream.settings import Settings
-from producers.publish import inline_event
 
 logger = logging.getLogger(__name__)
 

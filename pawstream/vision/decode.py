@@ -98,7 +98,7 @@ def decode_cost(
 ) -> int:
     """Pixels ``load_rgb`` decodes at full size for ``data``, from its header alone (no decode).
 
-    The worker plans its micro-batch slices with it (stream/pixel_budget.py). 0 for bytes that
+    The worker plans its micro-batch slices with it (stream/worker/pixel_budget.py). 0 for bytes that
     ``load_rgb`` refuses before decoding (not an image we open, over a limit): they cost nothing.
     """
     try:

@@ -14,6 +14,7 @@ import torch
 from pawstream.schemas import DeadLetterReason, EventError, ModelInfo
 from pawstream.vision.artifact import ArtifactMeta, read_meta
 from pawstream.vision.decode import decode_cost, load_rgb
+from pawstream.vision.files import image_files
 from pawstream.vision.memory import HeapTrimmer
 from pawstream.vision.models import Classifier, load_model
 from pawstream.vision.runtime import (
@@ -25,7 +26,6 @@ from pawstream.vision.runtime import (
     artifact_digest,
     build_runner,
     calibration_batches,
-    image_files,
     materialize,
 )
 from pawstream.vision.transforms import EvalTransform, image_to_tensor

@@ -374,8 +374,3 @@ def calibration_batches(
             yield torch.stack(chunk)
 
     return source
-
-
-def image_files(folder: Path) -> list[Path]:
-    suffixes = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
-    return [p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in suffixes]

@@ -15,7 +15,7 @@ The evaluation path has two stages, so the worker can put each on the right thre
   1.48 ms) and one vectorised normalisation. It runs in the model's own thread.
 
 The arithmetic is torchvision's Resize(antialias) / CenterCrop / ToDtype(scale) / Normalize on
-uint8 tensors, and ``tests/unit/test_transforms.py`` checks the results are bit-identical to them
+uint8 tensors, and ``tests/pawstream/vision/test_transforms.py`` checks the results are bit-identical to them
 (and within one grey level of Pillow's resize).
 """
 

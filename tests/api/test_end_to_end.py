@@ -20,7 +20,7 @@ from pawstream.broker import free_port
 from pawstream.settings import Settings, to_env
 from tests.api.conftest import with_api
 from tests.conftest import jpeg_bytes, real_photos
-from tests.workers import running_worker
+from tests.support.workers import running_worker
 
 pytestmark = pytest.mark.integration
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def api_process(settings: Settings, log_path: Path) -> Iterator[str]:
     env.update(to_env(settings))
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pawstream.cli", "api", "--port", str(port)],
+            [sys.executable, "-m", "stack.cli", "api", "--port", str(port)],
             env=env,
             stdout=log,
             stderr=log,

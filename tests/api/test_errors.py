@@ -14,7 +14,7 @@ from pawstream.broker import free_port
 from pawstream.settings import Settings
 from tests.api.conftest import serve, with_api
 from tests.conftest import jpeg_bytes
-from tests.kafka_utils import TopicReader
+from tests.support.kafka import TopicReader
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from pawstream.settings import Settings
 from tests.api.conftest import dead_letter, prediction, send_results, serve
 from tests.conftest import jpeg_bytes
-from tests.kafka_utils import TopicReader
+from tests.support.kafka import TopicReader
 
 pytestmark = pytest.mark.integration
 

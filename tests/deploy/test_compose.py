@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from pawstream.config_doc import env_value, field_default, settings_field_for_env
 from pawstream.settings import Settings
-from tests.deploy.support import (
+from stack.config_doc import env_value, field_default, settings_field_for_env
+from tests.support.deploy import (
     COMPOSE_DIR,
     COMPOSE_FILE,
     ENV_EXAMPLE,

@@ -14,7 +14,7 @@ import dockerfile
 import pytest
 from dockerfile import Command
 
-from tests.deploy.support import COMPOSE_DIR, DOCKERFILE, ROOT
+from tests.support.deploy import COMPOSE_DIR, DOCKERFILE, ROOT
 
 
 def stages(commands: Sequence[Command]) -> dict[str, list[Command]]:
@@ -163,7 +163,7 @@ def test_build_context_holds_the_packages_and_nothing_else(pyproject: dict[str, 
     assert patterns[0] == "*", "allow-list: everything is excluded first"
     for pkg in _package_dirs(pyproject):
         assert _dockerignore_allows(patterns, f"{pkg}/__init__.py"), pkg
-    for needed in ("pyproject.toml", "README.md", "stream/app.py"):
+    for needed in ("pyproject.toml", "README.md", "stream/worker/faust_app.py"):
         assert _dockerignore_allows(patterns, needed), needed
     for kept_out in (
         ".venv/bin/python",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pawstream.settings import Settings
-from tests.deploy.support import COMPOSE_DIR, COMPOSE_FILE, interpolate, load_yaml
+from tests.support.deploy import COMPOSE_DIR, COMPOSE_FILE, interpolate, load_yaml
 
 PROMETHEUS_YML = COMPOSE_DIR / "prometheus" / "prometheus.yml"
 DATASOURCES = COMPOSE_DIR / "grafana" / "provisioning" / "datasources"

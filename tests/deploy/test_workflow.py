@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.support import ROOT, WORKFLOW, load_yaml, schema, schema_errors
+from tests.support.deploy import ROOT, WORKFLOW, load_yaml, schema, schema_errors
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_expected_jobs(workflow: dict[str, Any]) -> None:
 
 def test_lint_runs_ruff_and_mypy(workflow: dict[str, Any]) -> None:
     script = runs(workflow["jobs"]["lint"])
-    for command in ("ruff check", "ruff format --check", "mypy", "python -m pawstream.config_doc --check"):
+    for command in ("ruff check", "ruff format --check", "mypy", "python -m stack.config_doc --check"):
         assert command in script
 
 

@@ -1,0 +1,241 @@
+"""The `pawstream` command line. Each command builds Settings once and passes it down.
+
+Implementations are imported inside the commands, so `pawstream --help` stays fast and
+importing this module starts nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pawstream.logs import configure_logging
+from pawstream.settings import Settings
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Event-driven image classification on Kafka."
+)
+logger = logging.getLogger("stack.cli")
+
+
+def load_settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return settings
+
+
+@app.command()
+def broker(
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default: settings broker.port).")
+    ] = None,
+) -> None:
+    """Run the embedded local Kafka-compatible broker (Tansu) until Ctrl-C or SIGTERM."""
+    from stack.broker_cli import run_broker
+
+    run_broker(load_settings(), port)
+
+
+@app.command()
+def worker() -> None:
+    """Run a Faust worker: images topic -> micro-batched inference -> predictions topic."""
+    from stream.worker.main import run_worker
+
+    raise typer.Exit(run_worker(load_settings()))
+
+
+@app.command()
+def publish(
+    targets: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) and http(s) URLs.")],
+    by_reference: Annotated[
+        bool,
+        typer.Option("--by-reference/--inline", help="Send file:// or http(s) references instead of bytes."),
+    ] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Publish at most this many images.")] = None,
+    rate: Annotated[
+        float | None, typer.Option(min=0.001, help="Images per second (default: as fast as acks allow).")
+    ] = None,
+    ids_out: Annotated[
+        Path | None, typer.Option(help="Write one published id per line to this file.")
+    ] = None,
+    source: Annotated[str, typer.Option(help="Source tag stored in each event.")] = "cli",
+) -> None:
+    """Publish images to the images topic; an image counts as published once the broker acks it."""
+    from producers.cli import run_publish
+
+    raise typer.Exit(
+        run_publish(
+            load_settings(),
+            targets,
+            by_reference=by_reference,
+            limit=limit,
+            rate=rate,
+            ids_out=ids_out,
+            source=source,
+        )
+    )
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default: settings api.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default: settings api.port).")] = None,
+) -> None:
+    """Run the HTTP API: publish images, look up and wait for results, send feedback."""
+    from api.server import run_api
+
+    raise typer.Exit(run_api(load_settings(), host=host, port=port))
+
+
+@app.command()
+def monitor() -> None:
+    """Run the monitor: join feedback to predictions, windowed accuracy, drift, alerts, metrics."""
+    from stream.monitor.main import run_monitor
+
+    raise typer.Exit(run_monitor(load_settings()))
+
+
+@app.command()
+def simulate(
+    data: Annotated[
+        Path, typer.Argument(help="Labelled photos: one sub-folder per class (e.g. cat/, dog/).")
+    ],
+    count: Annotated[int, typer.Option(min=1, help="Clean images to replay before any drift phase.")] = 500,
+    rate: Annotated[float, typer.Option(min=0.01, help="Images per second.")] = 10.0,
+    label_delay: Annotated[
+        float, typer.Option(min=0, help="Mean label delay in seconds (exponential).")
+    ] = 5.0,
+    label_fraction: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of images that get feedback.")
+    ] = 1.0,
+    wrong_labels: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of feedback with a wrong label.")
+    ] = 0.0,
+    drift: Annotated[
+        str | None, typer.Option(help="Drift phase after the clean one: grayscale, blur, rotate or textures.")
+    ] = None,
+    drift_count: Annotated[int, typer.Option(min=1, help="Images in the drift phase.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed for order, delays and label noise.")] = 0,
+) -> None:
+    """Replay labelled photos with feedback at a rate and label delay, optionally with a drift phase."""
+    from producers.simulate import SimulationPlan, run_simulate
+
+    plan = SimulationPlan(
+        data=data,
+        count=count,
+        rate=rate,
+        label_delay_s=label_delay,
+        label_fraction=label_fraction,
+        wrong_labels=wrong_labels,
+        drift=drift,
+        drift_count=drift_count,
+        seed=seed,
+    )
+    raise typer.Exit(run_simulate(load_settings(), plan))
+
+
+@app.command("replay-deadletters")
+def replay_deadletters(
+    reason: Annotated[
+        list[str] | None, typer.Option(help="Only these reasons (repeatable): schema, reference, decode, ...")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Count what would be replayed; send nothing.")] = False,
+) -> None:
+    """Re-publish dead-lettered images (their original payloads) to the images topic."""
+    import asyncio
+
+    from rich.console import Console
+
+    from pawstream.schemas import DeadLetterReason
+    from producers.replay import replay_deadletters as replay
+
+    try:
+        reasons = {DeadLetterReason(r) for r in reason} if reason else None
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{exc}; choose from {', '.join(r.value for r in DeadLetterReason)}"
+        ) from exc
+    report = asyncio.run(replay(load_settings(), reasons, dry_run=dry_run))
+    verb = "would replay" if dry_run else "replayed"
+    Console(stderr=True).print(
+        f"{verb} {sum(report.replayed.values())} {dict(report.replayed)}; "
+        f"skipped {sum(report.skipped.values())} (payload not kept) {dict(report.skipped)}"
+    )
+
+
+@app.command()
+def up(
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: settings services.workers).")
+    ] = None,
+) -> None:
+    """Run the local stack (broker, worker(s), API, monitor) until Ctrl-C; crashed services restart."""
+    from stack.up import run_up
+
+    raise typer.Exit(run_up(load_settings(), workers=workers))
+
+
+@app.command()
+def demo(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Folder of <label>/ photo folders (default: settings demo.data_dir)."),
+    ] = None,
+    sample: Annotated[
+        int | None, typer.Option(min=1, help="Photos to send, balanced (default: settings demo.sample).")
+    ] = None,
+    keep_running: Annotated[
+        bool, typer.Option(help="Leave the services up after the summary, until Ctrl-C.")
+    ] = False,
+    train: Annotated[
+        bool, typer.Option(help="Run `dvc repro` when no trained model exists (else fail).")
+    ] = True,
+) -> None:
+    """Start the stack, classify a sample of photos with feedback, show live results and accuracy."""
+    from stack.demo.main import run_demo
+
+    settings = load_settings()
+    raise typer.Exit(run_demo(settings, data=data, sample=sample, keep_running=keep_running, train=train))
+
+
+@app.command()
+def bench(
+    quick: Annotated[
+        bool, typer.Option(help="Smoke-test sizes (under a minute); numbers not meaningful.")
+    ] = False,
+    images: Annotated[
+        int | None, typer.Option(min=1, help="Photos in the pipeline's max-throughput run (default 600).")
+    ] = None,
+    artifact: Annotated[
+        Path | None, typer.Option(help="Model artifact (default: settings model.artifact_path).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Results folder (JSON, PNG, Markdown).")] = Path("bench/results"),
+    photos: Annotated[Path, typer.Option(help="Folder of photos (generated images when absent).")] = Path(
+        "../shared/data/catsdogs"
+    ),
+    runtimes: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated runtimes to compare with fp32: bf16,onnx,int8,openvino,openvino-bf16."
+        ),
+    ] = "bf16,onnx,int8,openvino-bf16",
+) -> None:
+    """Benchmark model-only, pipeline and a per-request HTTP baseline in one run; write JSON + plot."""
+    from bench.run import BenchOptions, run_bench
+
+    options = BenchOptions(
+        quick=quick,
+        images=images,
+        artifact=artifact,
+        out=out,
+        photos=photos,
+        runtimes=("fp32", *[r.strip() for r in runtimes.split(",") if r.strip()]),
+    )
+    run_bench(load_settings(), options)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,110 @@
+"""`pawstream up`: run the local stack until Ctrl-C (or SIGTERM), restarting crashed services."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.table import Table
+
+from pawstream.settings import Settings
+from pawstream.vision.artifact import read_meta
+from stack.checks import PortInUse
+from stack.plan import Stack, StackBusy, plan_stack, start_stack, state_dir
+from stack.supervisor import StartupError
+
+logger = logging.getLogger(__name__)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM takes the same clean-stop path as Ctrl-C."""
+    old = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def log_to_file(path: Path) -> None:
+    """Send this process's log records to ``path`` (same format): the terminal is for rich output."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    handler = logging.FileHandler(path)
+    if root.handlers and root.handlers[0].formatter is not None:
+        handler.setFormatter(root.handlers[0].formatter)
+    for old in root.handlers:
+        old.close()
+    root.handlers[:] = [handler]
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
+
+
+def endpoints_table(stack: Stack, *, title: str = "where to look") -> Table:
+    table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("API", stack.api_url)
+    table.add_row("API docs", f"{stack.api_url}/docs")
+    table.add_row("API metrics", f"{stack.api_url}/metrics")
+    for name, url in stack.metrics_urls.items():
+        table.add_row(f"{name} metrics", url)
+    table.add_row("broker", stack.broker)
+    table.add_row("MLflow UI", f"mlflow ui --backend-store-uri {stack.settings.training.mlflow_tracking_uri}")
+    table.add_row("logs", f"{stack.log_dir}/")
+    return table
+
+
+def check_artifact(settings: Settings) -> str | None:
+    """None when the configured model artifact is readable, else what to do about it."""
+    try:
+        read_meta(settings.model.artifact_path)
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def run_up(settings: Settings, *, workers: int | None = None, console: Console | None = None) -> int:
+    console = console or Console()
+    problem = check_artifact(settings)
+    if problem:
+        console.print(f"[red]cannot start:[/] {problem} (`make demo` trains one if it is missing)")
+        return 2
+    try:
+        with sigterm_as_interrupt(), state_dir(settings.services.state_dir):
+            stack = plan_stack(settings, workers=workers)
+            log_to_file(stack.log_dir / "supervisor.log")
+            for note in stack.notes:
+                console.print(f"[yellow]{note}[/]")
+            names = ", ".join(s.name for s in stack.specs)
+            supervisor = stack.supervisor(notify=lambda message: console.print(f"[yellow]{message}[/]"))
+            try:
+                with console.status(f"starting {names} (logs in {stack.log_dir}/) ..."):
+                    seconds = start_stack(stack, supervisor)
+                console.print(f"[green]pipeline ready[/]: a probe image was classified in {seconds:.1f}s")
+                console.print(endpoints_table(stack))
+                console.print("Ctrl-C stops everything.")
+                while not supervisor.failed.wait(0.5):
+                    pass
+                console.print(f"[red]stopping: {supervisor.failure}[/]")
+                return 1
+            except KeyboardInterrupt:
+                console.print("stopping ...")
+                return 0
+            finally:
+                supervisor.stop()
+                console.print("all services stopped")
+    except (StartupError, PortInUse, StackBusy) as exc:
+        console.print(f"[red]could not start the stack:[/] {exc}")
+        return 1
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130

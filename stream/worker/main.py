@@ -1,0 +1,109 @@
+"""`pawstream worker`: load the model, build the Faust app, run until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+import faust
+from aiokafka.errors import KafkaConnectionError
+
+from pawstream import offsets
+from pawstream.osthreads import DECODE_THREAD, INFERENCE_THREAD, named_pool
+from pawstream.references import ReferenceFetcher
+from pawstream.settings import Settings
+from pawstream.topics import ensure_topics
+from pawstream.vision.memory import HeapTrimmer, pillow_images_in_one_block, tune_malloc
+from pawstream.vision.predictor import Predictor
+from stream.worker import fetch_wait
+from stream.worker.faust_app import add_broker_watchdog, add_classify_agent, create_app
+from stream.worker.processor import BatchProcessor
+from stream.worker.worker_metrics import WorkerMetrics
+
+logger = logging.getLogger(__name__)
+
+
+def worker_name(settings: Settings) -> str:
+    return settings.worker.name or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.Worker:
+    """Everything the worker needs, built from settings in dependency order."""
+    # Tansu's ListOffsets(LATEST) under-reports; Faust's table recovery reads it (see offsets.py).
+    offsets.install()
+    # Faust long-polls 1.5 s and Tansu does not answer early when data arrives (see fetch_wait.py).
+    fetch_wait.install(settings.worker.fetch_max_wait_s)
+    loop.run_until_complete(ensure_topics(settings))
+    w = settings.worker
+    # One thread owns every torch op: the model is built, warmed up and run in it. A second
+    # thread doing torch work gets an OpenMP team of its own, and with more OpenMP threads than
+    # cores libgomp stops spin-waiting between ops: measured 66 -> 47 img/s for the same batches.
+    # Before the model allocates anything: keep its activation buffers in the heap (vision/memory.py).
+    tune_malloc(w.malloc_mmap_threshold_mb, w.malloc_trim_threshold_mb)
+    # ... and large decoded images out of it: freed at once, not kept by the decode threads' arenas.
+    pillow_images_in_one_block()
+    inference_pool = named_pool(1, INFERENCE_THREAD)
+    predictor = inference_pool.submit(
+        Predictor.from_artifact,
+        settings.model.artifact_path,
+        threads=w.torch_threads,
+        max_pixels=settings.refs.max_image_pixels,
+        max_aspect_ratio=settings.refs.max_aspect_ratio,
+        runtime=w.runtime,
+        cache_dir=w.runtime_cache_dir,
+        calibration_dir=w.calibration_dir,
+        calibration_images=w.calibration_images,
+        chunk=w.inference_chunk,
+        trimmer=HeapTrimmer(w.heap_trim_rss_mb, w.heap_trim_interval_s),
+    ).result()
+    metrics = WorkerMetrics()
+    metrics.set_model(predictor.model_info)
+    metrics.serve(w.metrics_port, w.metrics_host)
+    processor = BatchProcessor(
+        settings,
+        predictor,
+        ReferenceFetcher(settings.refs),
+        metrics,
+        worker_name(settings),
+        # Decode threads run Pillow and numpy only (no torch op: see vision/transforms.py).
+        decode_pool=named_pool(w.decode_threads, DECODE_THREAD),
+        # One inference thread: torch parallelises inside the op; two batches at once would fight for cores.
+        inference_pool=inference_pool,
+    )
+    app = create_app(settings)
+    add_classify_agent(app, settings, processor)
+    add_broker_watchdog(app, settings)
+    logger.info(
+        "worker starting",
+        extra={
+            "worker": worker_name(settings),
+            "images_topic": settings.topics.images,
+            "bootstrap": settings.kafka.bootstrap_servers,
+            "max_batch": w.max_batch,
+            "max_wait_s": w.max_wait_s,
+        },
+    )
+    return faust.Worker(app, loop=loop, loglevel=settings.log_level, override_logging=False, quiet=True)
+
+
+def run_worker(settings: Settings) -> int:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        worker = build_worker(settings, loop)
+    except KafkaConnectionError:
+        logger.critical(
+            "cannot reach the Kafka broker; start one with `pawstream broker`",
+            extra={"bootstrap": settings.kafka.bootstrap_servers},
+        )
+        return 3
+    except FileNotFoundError as exc:
+        logger.critical(str(exc))
+        return 2
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -1,0 +1,203 @@
+"""The monitor without Kafka: windowed accuracy, coverage, alerts and drift phases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from pawstream.settings import MonitoringSettings
+from stream.monitor.core import Monitor
+from tests.support import monitor_events as synth
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread() -> Iterator[None]:
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+T0 = 1_700_000_000.0  # a multiple of 10: windows start at T0 + 10k
+
+
+def settings(**kw: object) -> MonitoringSettings:
+    base: dict[str, object] = {"window_s": 10.0, "window_grace_s": 2.0, "accuracy_floor": 0.85}
+    return MonitoringSettings(**{**base, **kw})
+
+
+def test_windowed_and_cumulative_accuracy_are_exact() -> None:
+    """300 pairs over 3 windows with every 10th label wrong: 0.9 per window and overall."""
+    mon = Monitor(settings(), profile=None)
+    events = []
+    for i in range(300):
+        t = T0 + i * 0.1  # 100 pairs per 10 s window
+        truth = "cat" if i % 3 else "dog"
+        label = truth if i % 10 else ("dog" if truth == "cat" else "cat")
+        events += mon.on_prediction(synth.prediction(f"id{i}", truth, t), now=t)
+        events += mon.on_feedback(synth.feedback(f"id{i}", label, t + 0.05), now=t)
+    events += mon.tick(T0 + 40)
+    windows = [e for e in events if e.kind == "window" and e.metric == "accuracy"]
+    assert [(e.window_start.timestamp() - T0, e.window_events, e.value) for e in windows] == [
+        (0.0, 100, 0.9),
+        (10.0, 100, 0.9),
+        (20.0, 100, 0.9),
+    ]
+    assert not [e for e in events if e.kind == "alert"]
+    tot = mon.accuracy.totals["v1"]
+    assert (tot.predictions, tot.labelled, tot.confusion.correct, tot.coverage) == (300, 300, 270, 1.0)
+    summary = mon.summary()["versions"]["v1"]
+    assert summary["cumulative_accuracy"] == 0.9 and summary["label_coverage"] == 1.0
+    # "dog" is predicted for the 100 ids with i % 3 == 0; 10 of them (i % 30 == 0) are labelled cat.
+    # 20 cat predictions (i % 10 == 0, i % 3 != 0) are labelled dog: 110 dogs by label.
+    assert summary["per_class"]["dog"]["precision"] == pytest.approx(90 / 100)
+    assert summary["per_class"]["dog"]["recall"] == pytest.approx(90 / 110)
+
+
+def test_windows_close_by_event_time_and_late_pairs_count_only_cumulatively() -> None:
+    mon = Monitor(settings(), profile=None)
+    mon.on_prediction(synth.prediction("a", "cat", T0 + 1), now=T0 + 1)
+    assert mon.on_feedback(synth.feedback("a", "cat", T0 + 2), now=T0 + 2) == []
+    # A pair at T0+12.5 is past window 0's end + grace (T0+12): window 0 closes.
+    mon.on_prediction(synth.prediction("b", "cat", T0 + 12.5), now=T0 + 12.5)
+    out = mon.on_feedback(synth.feedback("b", "dog", T0 + 12.5), now=T0 + 12.5)
+    assert [(e.metric, e.value, e.window_events) for e in out] == [("accuracy", 1.0, 1)]
+    # A label for window 0 arriving now is late.
+    mon.on_prediction(synth.prediction("c", "cat", T0 + 3), now=T0 + 13)
+    assert mon.on_feedback(synth.feedback("c", "cat", T0 + 4), now=T0 + 13) == []
+    assert mon.accuracy.totals["v1"].late == 1
+    assert mon.summary()["versions"]["v1"]["cumulative_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_accuracy_below_floor_alerts_and_needs_enough_labels() -> None:
+    mon = Monitor(settings(accuracy_min_labels=20), profile=None)
+    events = []
+    for i in range(40):  # 40 pairs in window 0, half wrong
+        t = T0 + i * 0.2
+        events += mon.on_prediction(synth.prediction(f"x{i}", "cat", t, version="v7"), now=t)
+        events += mon.on_feedback(synth.feedback(f"x{i}", "cat" if i % 2 else "dog", t), now=t)
+    for i in range(5):  # 5 wrong pairs in window 1: below the floor but too few to alert
+        t = T0 + 10 + i
+        events += mon.on_prediction(synth.prediction(f"y{i}", "cat", t, version="v7"), now=t)
+        events += mon.on_feedback(synth.feedback(f"y{i}", "dog", t), now=t)
+    events += mon.tick(T0 + 100)
+    alerts = [e for e in events if e.kind == "alert"]
+    assert [(a.metric, a.value, a.threshold, a.model_version, a.window_events) for a in alerts] == [
+        ("accuracy", 0.5, 0.85, "v7", 40)
+    ]
+    # The last window was too small to judge: the status stays on the last conclusive one.
+    assert mon.summary()["status"] == "alert"
+
+
+def test_coverage_and_expiry() -> None:
+    mon = Monitor(settings(label_horizon_s=60), profile=None)
+    for i in range(10):
+        mon.on_prediction(synth.prediction(f"p{i}", "cat", T0), now=T0)
+    for i in range(4):
+        mon.on_feedback(synth.feedback(f"p{i}", "cat", T0 + 5), now=T0 + 5)
+    mon.on_feedback(synth.feedback("orphan", "cat", T0 + 5), now=T0 + 5)
+    assert mon.accuracy.totals["v1"].coverage == pytest.approx(0.4)
+    assert mon.sweep(T0 + 59) == 0
+    assert mon.sweep(T0 + 61) == 6  # six predictions never labelled
+    assert mon.accuracy.totals["v1"].expired == 6
+    assert mon.sweep(T0 + 66) == 1  # the orphan label
+    assert mon.metrics.registry.get_sample_value("pawstream_monitor_expired_total", {"kind": "feedback"}) == 1
+    assert (
+        mon.metrics.registry.get_sample_value("pawstream_monitor_label_coverage", {"model_version": "v1"})
+        == 0.4
+    )
+    removed = {"reason": "expired"}
+    # 10 predictions (4 matched, as tombstones) and the orphan label: every removal is counted.
+    assert mon.metrics.registry.get_sample_value("pawstream_monitor_join_removed_total", removed) == 11
+
+
+def test_a_full_join_table_evicts_the_oldest_and_counts_them() -> None:
+    mon = Monitor(settings(join_max_entries=100), profile=None)
+    for i in range(105):  # event times T0 .. T0 + 104: the first five are the oldest
+        mon.on_prediction(synth.prediction(f"p{i}", "cat", T0 + i), now=T0 + 200)
+    assert len(mon.join.store) == 100 and "p4" not in mon.join.store and "p5" in mon.join.store
+    get = mon.metrics.registry.get_sample_value
+    assert get("pawstream_monitor_join_removed_total", {"reason": "evicted"}) == 5
+    assert get("pawstream_monitor_expired_predictions_total", {"model_version": "v1"}) == 5
+    assert mon.accuracy.totals["v1"].expired == 5
+    # An evicted prediction's late label starts a new wait instead of joining.
+    assert mon.on_feedback(synth.feedback("p0", "cat", T0 + 201), now=T0 + 201) == []
+    assert mon.accuracy.totals["v1"].labelled == 0
+
+
+def test_duplicates_do_not_change_figures() -> None:
+    mon = Monitor(settings(), profile=None)
+    for _ in range(3):  # at-least-once delivery: everything arrives three times
+        mon.on_prediction(synth.prediction("a", "cat", T0), now=T0)
+        mon.on_feedback(synth.feedback("a", "dog", T0 + 1), now=T0 + 1)
+    tot = mon.accuracy.totals["v1"]
+    assert (tot.predictions, tot.labelled, tot.confusion.correct) == (1, 1, 0)
+    assert (
+        mon.metrics.registry.get_sample_value("pawstream_monitor_duplicates_total", {"kind": "prediction"})
+        == 2
+    )
+
+
+def _phase(
+    mon: Monitor, world: synth.EmbeddingWorld, rng: np.random.Generator, n: int, start: int, drift: bool
+) -> list[tuple[int, str]]:
+    """Feed n predictions; returns (event index, metric) of each drift alert."""
+    alerts = []
+    emb, cls = world.sample(n, rng, shift=1.0 if drift else 0.0)
+    conf = synth.confidences(n, rng, a=2.0, b=2.0) if drift else synth.confidences(n, rng)
+    for i in range(n):
+        k = start + i
+        ev = synth.prediction(
+            f"e{k}", ["cat", "dog"][cls[i]], T0 + k, confidence=float(conf[i]), embedding=emb[i]
+        )
+        alerts += [(k, e.metric) for e in mon.on_prediction(ev, now=T0 + k) if e.kind == "alert"]
+    return alerts
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clean_phase_no_drift_alert_drifted_phase_flagged_within_200(seed: int) -> None:
+    """1,200 clean events raise no drift alert; a drifted phase starting off a window boundary
+    (event 1,250) is flagged within 200 events of its start."""
+    world = synth.EmbeddingWorld()
+    mon = Monitor(settings(drift_window_events=100), profile=synth.profile(world, seed=100 + seed))
+    rng = np.random.default_rng(seed)
+    clean = _phase(mon, world, rng, 1250, 0, drift=False)
+    assert clean == []
+    drifted = _phase(mon, world, rng, 300, 1250, drift=True)
+    assert drifted, "drift never flagged"
+    first = min(k for k, _ in drifted)
+    assert first - 1250 < 200
+    assert {m for _, m in drifted} >= {"embedding_mmd", "confidence_ks"}
+    # Drift figures reach the gauges, next to their thresholds.
+    reg = mon.metrics.registry
+    labels = {"model_version": "v1", "metric": "embedding_mmd"}
+    assert reg.get_sample_value("pawstream_monitor_drift_detected", labels) == 1
+    stat = reg.get_sample_value("pawstream_monitor_drift_statistic", labels)
+    thr = reg.get_sample_value("pawstream_monitor_drift_threshold", labels)
+    assert stat is not None and thr is not None and stat > thr
+
+
+def test_class_mix_drift_and_unknown_labels() -> None:
+    world = synth.EmbeddingWorld()
+    prof = synth.profile(world)
+    mon = Monitor(settings(drift_window_events=50), profile=prof)
+    rng = np.random.default_rng(5)
+    out = []
+    for k in range(50):  # a label the reference never saw
+        ev = synth.prediction(
+            f"u{k}", "fox" if k % 2 else "cat", T0 + k, confidence=float(prof.confidence[k])
+        )
+        out += mon.on_prediction(ev, now=T0 + k)
+    psi = [e for e in out if e.metric == "class_mix_psi"]
+    assert len(psi) == 1 and psi[0].kind == "alert" and psi[0].value > 0.2
+    del rng
+
+
+def test_other_model_versions_are_not_drift_tested() -> None:
+    world = synth.EmbeddingWorld()
+    mon = Monitor(settings(drift_window_events=10), profile=synth.profile(world, version="v1"))
+    out = []
+    for k in range(30):
+        out += mon.on_prediction(synth.prediction(f"o{k}", "cat", T0 + k, version="v2"), now=T0 + k)
+    assert out == [] and mon.drift is not None and mon.drift.windows == {}
