@@ -1,8 +1,8 @@
 """`pawstream demo`: the README's first command, end to end.
 
 1. A trained artifact must exist; without one the DVC pipeline runs first (`dvc repro`).
-2. The local stack starts under the supervisor (broker, worker, API, monitor when available),
-   proven ready by a probe image.
+2. The local stack starts under the supervisor (broker, worker, API and, unless
+   `services.monitor` is off, the monitor), proven ready by a probe image.
 3. A balanced sample of labelled photos goes through the API, each followed by its true label
    as feedback, with a live table of results, then a summary and where to look.
 4. Everything stops (or, with ``--keep-running``, stays up until Ctrl-C). Ctrl-C at any point
