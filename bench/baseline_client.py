@@ -21,6 +21,7 @@ from bench.images import Photo
 from bench.pipeline import RssSampler, load_point
 from bench.results import BaselineRun, LoadPoint
 from pawstream.broker import free_port
+from pawstream.processes import stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -94,13 +95,7 @@ def baseline_server(
         try:
             yield BaselineServer(proc, f"http://127.0.0.1:{port}", log_path, start_timeout_s)
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_process(proc, 15.0)
 
 
 async def _post(

@@ -14,9 +14,7 @@ import json
 import logging
 import math
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -34,8 +32,10 @@ from bench.cpu import cpu_window
 from bench.images import Photo
 from bench.results import LatencyStats, LoadPoint, PipelineRun
 from pawstream.kafka import consumer_kwargs
+from pawstream.processes import stop_process
 from pawstream.publishing import inline_event, open_producer, send_event
-from pawstream.settings import Settings, TopicSettings, to_env
+from pawstream.settings import Settings, TopicSettings
+from stack.children import service_command, service_env
 
 logger = logging.getLogger(__name__)
 
@@ -296,13 +296,11 @@ def bench_settings(base: Settings, bootstrap: str, runtime: str, work_dir: Path)
 @contextlib.contextmanager
 def worker_process(settings: Settings, log_path: Path) -> Any:
     """A `pawstream worker` child configured only through its PAWSTREAM_* environment."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAWSTREAM_")}
-    env.update(to_env(settings))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "stack.cli", "worker"],
-            env=env,
+            service_command("worker"),
+            env=service_env(settings),
             stdout=log,
             stderr=log,
             start_new_session=True,
@@ -310,13 +308,7 @@ def worker_process(settings: Settings, log_path: Path) -> Any:
         try:
             yield proc
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+            stop_process(proc, 30.0)
 
 
 async def _warmed_up(

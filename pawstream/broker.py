@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import subprocess
 import time
 from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
+
+from pawstream.processes import stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +104,7 @@ class LocalBroker:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, timeout_s)
         logger.info("local broker stopped", extra={"bootstrap": self.bootstrap})
 
     def __enter__(self) -> LocalBroker:

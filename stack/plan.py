@@ -1,5 +1,5 @@
-"""The local pawstream stack as supervised children: broker, worker(s), API and (when it exists)
-the monitor, all configured from one Settings object through ``to_env``.
+"""The local pawstream stack as supervised children: broker, worker(s), API and (optionally) the
+monitor, all configured from one Settings object through ``stack.children.service_env``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import functools
 import io
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,8 +18,9 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from pawstream.settings import Settings, to_env
+from pawstream.settings import Settings
 from stack.checks import PortPicker, http_check, tcp_check
+from stack.children import service_command, service_env
 from stack.supervisor import ChildSpec, StartupError, Supervisor, log_tail
 
 LOCK_FILE = ".lock"
@@ -53,13 +53,6 @@ class Stack:
             restart_window_s=s.restart_window_s,
             notify=notify,
         )
-
-
-def monitor_available() -> bool:
-    """Whether the CLI has a `monitor` command (the monitoring service plugs in when it lands)."""
-    from stack.cli import app
-
-    return any((c.name or getattr(c.callback, "__name__", "")) == "monitor" for c in app.registered_commands)
 
 
 def _local(host: str) -> str:
@@ -98,7 +91,7 @@ def plan_stack(settings: Settings, *, workers: int | None = None, monitor: bool 
         worker={"data_dir": state / "faust"},
     )
     n_workers = workers or sv.workers
-    with_monitor = (sv.monitor if monitor is None else monitor) and monitor_available()
+    with_monitor = sv.monitor if monitor is None else monitor
     mport = settings.monitoring.metrics_port
     if with_monitor and mport:
         effective = _update(
@@ -108,20 +101,16 @@ def plan_stack(settings: Settings, *, workers: int | None = None, monitor: bool 
             },
         )
 
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("PAWSTREAM_")}
-    base_env["PYTHONUNBUFFERED"] = "1"
-
     def env_for(s: Settings) -> dict[str, str]:
-        return {**base_env, **to_env(s)}
+        return service_env(s, extra={"PYTHONUNBUFFERED": "1"})
 
-    cli = [sys.executable, "-m", "stack.cli"]
     specs: list[ChildSpec] = []
     broker_addr = effective.kafka.bootstrap_servers
     if embedded:
         specs.append(
             ChildSpec(
                 "broker",
-                [*cli, "broker"],
+                service_command("broker"),
                 env_for(effective),
                 ready=lambda: tcp_check(b.host, broker_port),
                 tier=0,
@@ -143,7 +132,7 @@ def plan_stack(settings: Settings, *, workers: int | None = None, monitor: bool 
         specs.append(
             ChildSpec(
                 name,
-                [*cli, "worker"],
+                service_command("worker"),
                 env_for(ws),
                 ready=functools.partial(http_check, url) if port else None,
                 tier=1,
@@ -154,7 +143,7 @@ def plan_stack(settings: Settings, *, workers: int | None = None, monitor: bool 
     specs.append(
         ChildSpec(
             "api",
-            [*cli, "api"],
+            service_command("api"),
             env_for(effective),
             ready=lambda: http_check(f"{api_url}/readyz"),
             # uvicorn's graceful shutdown waits for every open request, ?wait ones included (up to
@@ -172,7 +161,7 @@ def plan_stack(settings: Settings, *, workers: int | None = None, monitor: bool 
         specs.append(
             ChildSpec(
                 "monitor",
-                [*cli, "monitor"],
+                service_command("monitor"),
                 env_for(effective),
                 ready=functools.partial(http_check, murl) if mp else None,
                 tier=1,

@@ -34,6 +34,8 @@ from types import FrameType, TracebackType
 
 import psutil
 
+from pawstream.processes import signal_process, wait_or_kill
+
 logger = logging.getLogger(__name__)
 
 Check = Callable[[], str | None]
@@ -153,11 +155,6 @@ class Child:
         with contextlib.suppress(psutil.Error):
             for p in psutil.Process(self.proc.pid).children(recursive=True):
                 self.descendants.setdefault(p.pid, p)
-
-    def signal_group(self, sig: int) -> None:
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, sig)
 
     def leftovers(self) -> list[psutil.Process]:
         """Remembered descendants still running (psutil guards against pid reuse)."""
@@ -371,23 +368,17 @@ class Supervisor:
         live = [c for c in group if c.proc is not None]
         for c in live:
             c.remember_descendants()
-            if c.poll() is None:
+            if c.proc is not None and c.poll() is None:
                 logger.info("stopping", extra={"service": c.name, "pid": c.pid})
-                c.signal_group(signal.SIGTERM)
+                signal_process(c.proc, signal.SIGTERM, group=True)
         signalled = time.monotonic()
         deadline = signalled + self.stop_timeout_s
         for c in live:
             assert c.proc is not None
             own = signalled + (c.spec.stop_timeout_s or self.stop_timeout_s)
-            while c.poll() is None and not self._hurry and time.monotonic() < own:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    c.proc.wait(POLL_S)
-            if c.poll() is None:
-                logger.warning("did not stop in time; killing", extra={"service": c.name, "pid": c.pid})
-                c.signal_group(signal.SIGKILL)
-                c.proc.wait()
-            # Whatever is left in its group, and descendants that moved to other sessions.
-            c.signal_group(signal.SIGKILL)
+            # Its own grace period (cut short by a second Ctrl-C), then SIGKILL for the group and
+            # whatever is left in it; then descendants that moved to other sessions.
+            wait_or_kill(c.proc, own - time.monotonic(), group=True, hurry=lambda: self._hurry)
             self._kill_leftovers(c, grace_s=max(0.0, deadline - time.monotonic()))
 
     def _kill_leftovers(self, c: Child, grace_s: float = 2.0) -> None:

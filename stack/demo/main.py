@@ -1,8 +1,8 @@
 """`pawstream demo`: the README's first command, end to end.
 
 1. A trained artifact must exist; without one the DVC pipeline runs first (`dvc repro`).
-2. The local stack starts under the supervisor (broker, worker, API, monitor when available),
-   proven ready by a probe image.
+2. The local stack starts under the supervisor (broker, worker, API and, unless
+   `services.monitor` is off, the monitor), proven ready by a probe image.
 3. A balanced sample of labelled photos goes through the API, each followed by its true label
    as feedback, with a live table of results, then a summary and where to look.
 4. Everything stops (or, with ``--keep-running``, stays up until Ctrl-C). Ctrl-C at any point
@@ -23,14 +23,13 @@ from rich.console import Console
 from rich.live import Live
 
 from pawstream.settings import Settings
-from stack.checks import PortInUse
 from stack.demo.artifact import TrainingFailed, ensure_artifact
 from stack.demo.client import DemoClient, Tally, run_sample
 from stack.demo.report import live_view, monitor_labelled, monitoring_view, summary_table, totals_line
 from stack.demo.sample import Photo, SampleError, choose_sample
-from stack.plan import Stack, StackBusy, api_headers, plan_stack, start_stack, state_dir
-from stack.supervisor import StartupError, Supervisor
-from stack.up import endpoints_table, log_to_file, sigterm_as_interrupt
+from stack.plan import Stack, api_headers
+from stack.supervisor import Supervisor
+from stack.up import START_ERRORS, endpoints_table, running_stack, sigterm_as_interrupt, until_failure
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +152,7 @@ def run_demo(
         console.print(f"sample: {note}")
         try:
             return _with_stack(allow_root(settings, data_dir), photos, note, train_s, keep_running, console)
-        except (StartupError, PortInUse, StackBusy) as exc:
+        except START_ERRORS as exc:
             console.print(f"[red]could not start the stack:[/] {exc}")
             return 1
         except KeyboardInterrupt:
@@ -163,40 +162,26 @@ def run_demo(
 def _with_stack(
     settings: Settings, photos: list[Photo], note: str, train_s: float, keep_running: bool, console: Console
 ) -> int:
-    with state_dir(settings.services.state_dir):
-        stack = plan_stack(settings)
-        log_to_file(stack.log_dir / "demo.log")
-        for message in stack.notes:
-            console.print(f"[yellow]{message}[/]")
-        supervisor = stack.supervisor(notify=lambda message: console.print(f"[yellow]{message}[/]"))
+    summary_shown = False
+    with running_stack(settings, console, log_name="demo.log") as run:
+        stack, supervisor = run.stack, run.supervisor
+        startup_s = run.start()
         names = ", ".join(spec.name for spec in stack.specs)
-        summary_shown = False
+        console.print(f"[green]pipeline ready[/] in {startup_s:.1f}s: {names}")
         try:
-            with console.status(f"starting {names} (logs in {stack.log_dir}/) ..."):
-                startup_s = start_stack(stack, supervisor)
-            console.print(f"[green]pipeline ready[/] in {startup_s:.1f}s: {names}")
             tally, monitoring = asyncio.run(send_photos(stack, photos, supervisor, console))
-            console.print(summary_table(tally, note=note, startup_s=startup_s, train_s=train_s))
-            console.print(monitoring_view(monitoring))
-            console.print(endpoints_table(stack))
-            summary_shown = True
-            errors = sum(1 for o in tally.outcomes if o.status == "error")
-            if keep_running:
-                console.print("[bold]services keep running[/]; Ctrl-C stops them.")
-                while not supervisor.failed.wait(0.5):
-                    pass
-                console.print(f"[red]stopping: {supervisor.failure}[/]")
-                return 1
-            console.print(
-                "demo done; stopping the services (`--keep-running` or `pawstream up` keeps them up) ..."
-            )
-            return 1 if errors else 0
         except StackFailed as exc:
             console.print(f"[red]a service failed:[/] {exc}")
             return 1
-        except KeyboardInterrupt:
-            console.print("stopping ...")
-            return 0 if summary_shown else 130
-        finally:
-            supervisor.stop()
-            console.print("all services stopped")
+        console.print(summary_table(tally, note=note, startup_s=startup_s, train_s=train_s))
+        console.print(monitoring_view(monitoring))
+        console.print(endpoints_table(stack))
+        summary_shown = True
+        if keep_running:
+            console.print("[bold]services keep running[/]; Ctrl-C stops them.")
+            return until_failure(supervisor, console)
+        console.print(
+            "demo done; stopping the services (`--keep-running` or `pawstream up` keeps them up) ..."
+        )
+        return 1 if any(o.status == "error" for o in tally.outcomes) else 0
+    return 0 if summary_shown else 130  # Ctrl-C: every service stopped cleanly

@@ -4,10 +4,8 @@ look it up again, also after restarting the API (SQLite store)."""
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +15,9 @@ import httpx
 import pytest
 
 from pawstream.broker import free_port
-from pawstream.settings import Settings, to_env
+from pawstream.processes import stop_process
+from pawstream.settings import Settings
+from stack.children import service_command, service_env
 from tests.api.conftest import with_api
 from tests.conftest import jpeg_bytes, real_photos
 from tests.support.workers import running_worker
@@ -30,12 +30,10 @@ logger = logging.getLogger(__name__)
 def api_process(settings: Settings, log_path: Path) -> Iterator[str]:
     """`pawstream api` on a free port until the block ends (SIGTERM); yields its base URL."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAWSTREAM_")}
-    env.update(to_env(settings))
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "stack.cli", "api", "--port", str(port)],
-            env=env,
+            service_command("api", "--port", str(port)),
+            env=service_env(settings),
             stdout=log,
             stderr=log,
             start_new_session=True,
@@ -54,14 +52,9 @@ def api_process(settings: Settings, log_path: Path) -> Iterator[str]:
             time.sleep(0.05)  # polling readiness under a deadline
         yield base
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            # uvicorn shuts down gracefully, then re-raises SIGTERM: -15 is its normal exit.
-            assert proc.wait(15) in (0, -signal.SIGTERM), log_path.read_text()[-3000:]
-            assert "Application shutdown complete" in log_path.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM: -15 is its normal exit.
+        assert stop_process(proc, 15.0) in (0, -signal.SIGTERM), log_path.read_text()[-3000:]
+        assert "Application shutdown complete" in log_path.read_text()
 
 
 def test_upload_a_photo_and_wait_for_its_prediction(api_settings: Settings, tmp_path: Path) -> None:

@@ -53,9 +53,15 @@ def test_expected_jobs(workflow: dict[str, Any]) -> None:
         assert 0 < job["timeout-minutes"] <= 60, name
 
 
-def test_lint_runs_ruff_and_mypy(workflow: dict[str, Any]) -> None:
+def test_lint_runs_ruff_mypy_and_the_import_contracts(workflow: dict[str, Any]) -> None:
     script = runs(workflow["jobs"]["lint"])
-    for command in ("ruff check", "ruff format --check", "mypy", "python -m stack.config_doc --check"):
+    for command in (
+        "ruff check",
+        "ruff format --check",
+        "mypy",
+        "lint-imports",
+        "python -m stack.config_doc --check",
+    ):
         assert command in script
 
 

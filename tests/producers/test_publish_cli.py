@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from pawstream.kafka import confluent_config
-from pawstream.settings import Settings, to_env
+from pawstream.settings import Settings
+from stack.children import service_command, service_env
 from tests.conftest import jpeg_bytes, with_artifact
 from tests.support.workers import running_worker
 
@@ -23,11 +22,9 @@ pytestmark = pytest.mark.integration
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAWSTREAM_")}
-    env.update(to_env(settings))
     return subprocess.run(
-        [sys.executable, "-m", "stack.cli", *args],
-        env=env,
+        service_command(*args),
+        env=service_env(settings),
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import signal
 import subprocess
@@ -15,20 +14,21 @@ from pathlib import Path
 import psutil
 
 from pawstream.broker import free_port
+from stack.children import service_command, service_env
 
-# Runs `python -m stack.cli ARGS` in place with SIGINT at its default: a test run started in
+# Execs the command line it is given in place, with SIGINT at its default: a test run started in
 # the background (`pytest &`) ignores SIGINT, and children would inherit that.
 _WITH_SIGINT = (
     "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-    "os.execv(sys.executable, [sys.executable, '-m', 'stack.cli', *sys.argv[1:]])"
+    "os.execv(sys.argv[1], sys.argv[1:])"
 )
 
 
 def stack_env(artifact: Path, state_dir: Path, **extra: str) -> dict[str, str]:
     """Free ports for everything (other stacks may hold the defaults), no monitor, short sessions."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAWSTREAM_")}
-    env.update(
-        {
+    return service_env(
+        None,  # no Settings: these few variables and the defaults configure the stack
+        extra={
             "PAWSTREAM_MODEL__ARTIFACT_PATH": str(artifact),
             "PAWSTREAM_SERVICES__STATE_DIR": str(state_dir),
             "PAWSTREAM_SERVICES__MONITOR": "false",
@@ -40,9 +40,8 @@ def stack_env(artifact: Path, state_dir: Path, **extra: str) -> dict[str, str]:
             "PAWSTREAM_KAFKA__HEARTBEAT_INTERVAL_S": "0.5",
             "COLUMNS": "200",
             **extra,
-        }
+        },
     )
-    return env
 
 
 class CliProcess:
@@ -50,7 +49,7 @@ class CliProcess:
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _WITH_SIGINT, *args],
+            [sys.executable, "-c", _WITH_SIGINT, *service_command(*args)],
             env=env,
             cwd=cwd,
             stdout=subprocess.PIPE,

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pawstream.settings import Settings, to_env
+from pawstream.processes import stop_process
+from pawstream.settings import Settings
+from stack.children import service_command, service_env
 
 
 class WorkerProcess:
@@ -23,13 +23,10 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PAWSTREAM_")}
-        env.update(to_env(self.settings))
-        env["PAWSTREAM_WORKER__NAME"] = self.name
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stack.cli", "worker"],
-            env=env,
+            service_command("worker"),
+            env=service_env(self.settings, extra={"PAWSTREAM_WORKER__NAME": self.name}),
             stdout=log,
             stderr=log,
             start_new_session=True,
@@ -59,14 +56,7 @@ class WorkerProcess:
         """SIGTERM and wait (a graceful Faust shutdown); SIGKILL if it hangs."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return stop_process(self.proc, timeout_s)
 
     def log_tail(self, lines: int = 30) -> str:
         try:

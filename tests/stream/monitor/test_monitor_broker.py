@@ -13,10 +13,8 @@ import asyncio
 import json
 import math
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -29,9 +27,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from pawstream import offsets
 from pawstream.kafka import aiokafka_common, consumer_kwargs, producer_kwargs
+from pawstream.processes import stop_process
 from pawstream.schemas import FeedbackEvent, MonitoringEvent, PredictionEvent
-from pawstream.settings import Settings, to_env
+from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
+from stack.children import service_command, service_env
 from tests.support import monitor_events as synth
 from tests.support.kafka import TopicReader
 
@@ -39,6 +39,7 @@ pytestmark = pytest.mark.integration
 
 W = 10.0  # window seconds
 GRACE = 600.0
+STOP_S = 30.0  # SIGTERM grace before SIGKILL for a monitor process
 
 
 def _free_port() -> int:
@@ -87,28 +88,14 @@ def monitor_settings(settings: Settings, tmp_path: Path) -> Settings:
 def _start_monitor(
     settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAWSTREAM_")}
-    env.update(to_env(settings))
-    env.update(extra_env or {})
     with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "stack.cli", "monitor"],
-            env=env,
+            service_command("monitor"),
+            env=service_env(settings, extra=extra_env),
             stdout=log,
             stderr=log,
             start_new_session=True,
         )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int | None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    return proc.returncode
 
 
 @pytest.fixture
@@ -117,7 +104,7 @@ def monitor_process(monitor_settings: Settings, tmp_path: Path) -> Iterator[subp
     try:
         yield proc
     finally:
-        _stop(proc)
+        stop_process(proc, STOP_S)
 
 
 async def _send(settings: Settings, records: list[tuple[str, bytes, bytes]]) -> None:
@@ -360,7 +347,7 @@ async def _restart_keeps_join_state(
         )
         await _wait_committed(s, 90, first, log)
     finally:
-        assert _stop(first) == 0, log.read_text()[-3000:]
+        assert stop_process(first, STOP_S) == 0, log.read_text()[-3000:]
     second = _start_monitor(s, log, extra_env)
     try:
         async with TopicReader(s, s.topics.monitoring) as monitoring:
@@ -398,4 +385,4 @@ async def _restart_keeps_join_state(
         assert m['pawstream_monitor_duplicates_total{"kind": "feedback"}'] >= 20
         assert m['pawstream_monitor_labelled_total{"model_version": "v1"}'] == 41  # 40 late labels + closer
     finally:
-        _stop(second)
+        stop_process(second, STOP_S)
