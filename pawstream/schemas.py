@@ -20,11 +20,13 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
     PlainSerializer,
     ValidationError,
+    computed_field,
     field_validator,
     model_validator,
 )
@@ -131,6 +133,11 @@ class ModelInfo(BaseModel):
 
 
 class PredictionEvent(_Event):
+    # micro_batch_images was called batch_size until v1 readers had it under the new name: old
+    # events still parse (validation alias), and writers also write batch_size (a computed copy)
+    # so that readers deployed before the rename keep working. Drop the copy once none is left.
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
     type: Literal["prediction"] = "prediction"
     id: EventId
     label: Label
@@ -138,7 +145,11 @@ class PredictionEvent(_Event):
     probs: dict[str, float]
     model: ModelInfo
     worker: str
-    batch_size: int = Field(ge=1)
+    micro_batch_images: int = Field(
+        ge=1,
+        validation_alias=AliasChoices("micro_batch_images", "batch_size"),
+        description="Images classified in the worker micro-batch this prediction came from.",
+    )
     published_at: UtcDatetime = Field(description="ImageEvent.created_at, set by the publisher.")
     enqueued_at: UtcDatetime = Field(description="Kafka record timestamp of the image event.")
     batch_started_at: UtcDatetime
@@ -151,6 +162,11 @@ class PredictionEvent(_Event):
     @classmethod
     def _decode_embedding(cls, value: Any) -> Any:
         return None if value is None else _b64decode_strict(value)
+
+    @computed_field(description="Deprecated: the old name of micro_batch_images, still written.")  # type: ignore[prop-decorator]
+    @property
+    def batch_size(self) -> int:
+        return self.micro_batch_images
 
     @property
     def latency_s(self) -> float:

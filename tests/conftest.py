@@ -98,7 +98,7 @@ def settings(kafka_bootstrap: str, tiny_artifact: Path, tmp_path: Path) -> Setti
             partitions=4,
             output_partitions=2,
         ),
-        worker=WorkerSettings(app_id=f"t-{tag}-worker", metrics_port=0, max_batch=16, max_wait_s=0.05),
+        worker=WorkerSettings(app_id=f"t-{tag}-worker", metrics_port=0, micro_batch_max=16, max_wait_s=0.05),
         model=ModelSettings(artifact_path=tiny_artifact),
         refs=ReferenceSettings(allowed_roots=[tmp_path, *([CATSDOGS] if CATSDOGS.is_dir() else [])]),
         log_json=False,

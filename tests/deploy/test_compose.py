@@ -238,10 +238,10 @@ def test_every_pawstream_variable_is_a_settings_field(raw: dict[str, Any], env_e
 
 def test_settings_lookup_rejects_unknown_names() -> None:
     assert settings_field_for_env("PAWSTREAM_KAFKA__BOOTSTRAP_SERVERS") == "kafka.bootstrap_servers"
-    assert settings_field_for_env("pawstream_worker__max_batch") == "worker.max_batch"
+    assert settings_field_for_env("pawstream_worker__micro_batch_max") == "worker.micro_batch_max"
     assert settings_field_for_env("PAWSTREAM_KAFKA__BOOTSTRAP_SERVER") is None
     assert settings_field_for_env("PAWSTREAM_LOG_LEVEL__X") is None
-    assert settings_field_for_env("PAWSTREAM_WORKERS__MAX_BATCH") is None
+    assert settings_field_for_env("PAWSTREAM_WORKERS__MICRO_BATCH_MAX") is None
     assert settings_field_for_env("KAFKA_NODE_ID") is None
 
 

@@ -106,7 +106,7 @@ def test_dashboard_structure_and_coverage() -> None:
     for needed in (
         "pawstream_worker_events_in_total",  # throughput
         "pawstream_worker_end_to_end_seconds_bucket",  # latency percentiles
-        "pawstream_worker_batch_size_bucket",  # batch size
+        "pawstream_worker_micro_batch_images_bucket",  # micro-batch size
         "by (reason) (rate(pawstream_worker_deadletters_total",  # dead letters by reason
         "pawstream_monitor_window_accuracy",  # accuracy over time per model version
         "pawstream_monitor_drift_statistic",
