@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pawstream.errors import PawstreamError
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,7 +31,7 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class ApiError(Exception):
+class ApiError(PawstreamError):
     def __init__(
         self,
         status: int,

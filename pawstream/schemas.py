@@ -31,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from pawstream.errors import PawstreamError
+
 SCHEMA_VERSION = 1
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
@@ -250,8 +252,12 @@ class DeadLetterEvent(_Event):
         return (self.id or self.key or "").encode("utf-8")
 
 
-class UnknownSchemaVersion(ValueError):
-    """A record whose ``v`` this reader does not know (a newer writer, or garbage)."""
+class UnknownSchemaVersion(PawstreamError, ValueError):
+    """A record whose ``v`` this reader does not know (a newer writer, or garbage).
+
+    An image event with one is dead-lettered with ``reason``."""
+
+    reason = DeadLetterReason.SCHEMA
 
     def __init__(self, version: object) -> None:
         super().__init__(f"unsupported schema version {version!r} (this reader knows v{SCHEMA_VERSION})")
@@ -278,7 +284,7 @@ def parse_versioned(model: type[EventT], raw: bytes | str) -> EventT:
     return model.model_validate(obj)
 
 
-class EventError(Exception):
+class EventError(PawstreamError):
     """An event that cannot be processed, with the dead-letter reason code it earns."""
 
     def __init__(self, reason: DeadLetterReason, message: str) -> None:
@@ -306,7 +312,7 @@ def parse_image_event(raw: bytes | None) -> ImageEvent:
     try:
         check_version(obj)
     except UnknownSchemaVersion as exc:
-        raise EventError(DeadLetterReason.SCHEMA, str(exc)) from exc
+        raise EventError(exc.reason, str(exc)) from exc
     if obj.get("type", "image") != "image":
         raise EventError(DeadLetterReason.SCHEMA, f"expected type 'image', got {obj.get('type')!r}")
     try:

@@ -34,6 +34,8 @@ from types import FrameType, TracebackType
 
 import psutil
 
+from pawstream.errors import PawstreamError
+
 logger = logging.getLogger(__name__)
 
 Check = Callable[[], str | None]
@@ -57,7 +59,7 @@ class ChildSpec:
     log_path: Path | None = None
 
 
-class StartupError(RuntimeError):
+class StartupError(PawstreamError, RuntimeError):
     """A child exited or missed its readiness deadline while the stack was starting."""
 
 

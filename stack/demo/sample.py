@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from pawstream.errors import PawstreamError
 from pawstream.vision.files import labelled_image_files
 
 # Where training's prepare stage writes its split (training/params.py PREPARED); read as plain
@@ -26,8 +27,8 @@ class Photo:
     label: str
 
 
-class SampleError(ValueError):
-    pass
+class SampleError(PawstreamError, ValueError):
+    """The demo's photo folder is missing or has no photos of the model's classes."""
 
 
 def photos_by_label(data_dir: Path, labels: list[str]) -> dict[str, list[Path]]:
