@@ -38,6 +38,7 @@ from bench.results import (
     best_model_point,
     model_point,
 )
+from pawstream import paths
 from pawstream.broker import LocalBroker
 from pawstream.settings import Settings
 from pawstream.vision.artifact import ArtifactMeta, InputConfig, read_meta, save_artifact
@@ -59,9 +60,9 @@ class BenchOptions:
     images: int | None = None  # pipeline max-run images (default 600, quick 24)
     artifact: Path | None = None  # default: settings.model.artifact_path
     out: Path = Path("bench/results")
-    photos: Path | None = Path("../shared/data/catsdogs")
-    test_manifest: Path | None = Path("data/prepared/test.csv")
-    calibration_manifest: Path | None = Path("data/prepared/val.csv")
+    photos: Path | None = paths.PHOTOS
+    test_manifest: Path | None = paths.PREPARED / "test.csv"
+    calibration_manifest: Path | None = paths.PREPARED / "val.csv"
     runtimes: tuple[str, ...] = field(default_factory=lambda: RUNTIMES)
     accuracy_images: int | None = None  # default: the whole test split (quick: 16)
 

@@ -18,6 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pawstream import paths
+
 logger = logging.getLogger(__name__)
 
 # Settings renamed so that each "batch" says which one it bounds (old field -> new field, per
@@ -203,7 +205,7 @@ class WorkerSettings(BaseModel):
 
 
 class ModelSettings(BaseModel):
-    artifact_path: Path = Path("models/pawstream-classifier")
+    artifact_path: Path = paths.ARTIFACT
 
 
 class ReferenceSettings(BaseModel):
@@ -369,9 +371,7 @@ class ServicesSettings(BaseModel):
 class DemoSettings(BaseModel):
     """`pawstream demo` / `make demo`: which photos it sends and how."""
 
-    data_dir: Path = Field(
-        Path("../shared/data/catsdogs"), description="Folder of <label>/ photo folders to sample from."
-    )
+    data_dir: Path = Field(paths.PHOTOS, description="Folder of <label>/ photo folders to sample from.")
     sample: int = Field(240, ge=1, description="Photos to send, balanced across labels.")
     concurrency: int = Field(32, ge=1, description="Requests in flight (lets the worker fill batches).")
     result_timeout_s: float = Field(120.0, gt=0, description="Longest the demo waits for one prediction.")

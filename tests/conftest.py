@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pawstream.paths import PHOTOS
 from pawstream.settings import (
     KafkaSettings,
     ModelSettings,
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 # Fixtures that live beside their helpers, registered as plugins (not imported into test modules).
 pytest_plugins = ["tests.support.hanging_server"]
 
-CATSDOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "catsdogs"
+CATSDOGS = (Path(__file__).resolve().parents[1] / PHOTOS).resolve()  # relative to the repo root
 
 
 def _docker_available() -> bool:

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pawstream.errors import PawstreamError
+from pawstream.paths import PREPARED
 from pawstream.vision.files import labelled_image_files
 
-# Where training's prepare stage writes its split (training/params.py PREPARED); read as plain
-# files so the demo process never imports torch.
-PREPARED = Path("data/prepared")
+# The demo reads training's prepared split (PREPARED) as plain files, so it never imports torch.
 
 
 @dataclass(frozen=True)
