@@ -254,7 +254,7 @@ class BrokerSettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
-    """The HTTP service (api/). Owned by the API issue; extend as needed."""
+    """The HTTP service (api/)."""
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -291,7 +291,7 @@ class ApiSettings(BaseModel):
 
 
 class MonitoringSettings(BaseModel):
-    """Feedback join, windowed accuracy and drift (stream/monitor). Owned by the monitoring issue."""
+    """Feedback join, windowed accuracy and drift (stream/monitor)."""
 
     app_id: str = "pawstream-monitor"
     window_s: float = Field(60.0, gt=0, description="Tumbling window size.")

@@ -72,7 +72,7 @@ def test_alert_rules_structure() -> None:
         assert r["labels"]["severity"] in {"critical", "warning", "info"}
         assert r["annotations"]["summary"]
         assert re.fullmatch(r"\d+[smh]", r.get("for", "0s"))
-    # What the issue asks for: accuracy floor, drift, dead-letter rate and worker lag.
+    # The alerts the stack needs: accuracy floor, drift, dead-letter rate and worker lag.
     assert {"PawstreamAccuracyBelowFloor", "PawstreamDriftDetected", "PawstreamDeadLetterRateHigh"} <= set(
         names
     )

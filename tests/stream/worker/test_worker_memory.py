@@ -1,4 +1,4 @@
-"""A real worker's peak memory through large-but-legal and extreme-aspect images (issue 15 item 2).
+"""A real worker's peak memory through large-but-legal and extreme-aspect images.
 
 Before the decode bounds, a 69-byte 1000x1 PNG raised a worker's RSS by ~390 MB (the resize
 scaled its short side to 256 and materialised a 256000-pixel long side) and a micro-batch of 32
