@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pawstream.errors import PawstreamError
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,7 +31,9 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class ApiError(Exception):
+class ApiError(PawstreamError):
+    """An error answer: the HTTP status, a stable code and a message (see install_error_handlers)."""
+
     def __init__(
         self,
         status: int,
@@ -45,10 +49,6 @@ class ApiError(Exception):
         self.message = message
         self.headers = headers
         self.details = details
-
-
-def unavailable(code: str, message: str, retry_after_s: int) -> ApiError:
-    return ApiError(503, code, message, headers={"Retry-After": str(retry_after_s)})
 
 
 def error_response(
@@ -71,11 +71,6 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
-}
-
-# Every operation documents these; the route adds its own.
-COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
-    422: {"model": ErrorResponse, "description": "Invalid parameters or body."},
 }
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pawstream.errors import PawstreamError
 from pawstream.vision.artifact import META_FILE, read_meta
 
 
-class ModelUnavailable(Exception):
+class ModelUnavailable(PawstreamError):
     """No readable model artifact, so labels cannot be validated."""
 
 

@@ -40,7 +40,8 @@ class Prediction(BaseModel):
     probs: dict[str, float]
     model: ModelInfo
     worker: str
-    batch_size: int
+    micro_batch_images: int = Field(description="Images classified in the worker micro-batch it came from.")
+    batch_size: int = Field(description="Deprecated: the old name of micro_batch_images, same value.")
     published_at: datetime
     emitted_at: datetime
     latency_s: float = Field(description="From publication to the prediction's emission.")

@@ -1,6 +1,8 @@
-"""What ``GET /v1/monitoring`` serves, behind a small interface the monitoring issue plugs into.
+"""What ``GET /v1/monitoring`` serves: a :class:`MonitoringProvider`'s summary.
 
-Pass a provider to ``create_app(settings, monitoring=...)``; until then a placeholder answers.
+``pawstream api`` passes ``create_app(settings, monitoring=...)`` the monitor's figures
+(api/monitor_provider.py, read from its metrics endpoint); an app built without a provider
+answers with :class:`PlaceholderMonitoring`.
 """
 
 from __future__ import annotations

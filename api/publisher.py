@@ -13,6 +13,7 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from pawstream.errors import PawstreamError
 from pawstream.kafka import producer_kwargs
 from pawstream.schemas import FeedbackEvent, ImageEvent
 from pawstream.settings import Settings
@@ -21,7 +22,7 @@ from pawstream.topics import ensure_topics
 logger = logging.getLogger(__name__)
 
 
-class BrokerUnavailable(Exception):
+class BrokerUnavailable(PawstreamError):
     """The broker did not acknowledge in time (answered as 503 + Retry-After)."""
 
 

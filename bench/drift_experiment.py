@@ -76,7 +76,7 @@ def _events(
                 probs={label: float(p) for label, p in zip(labels, probs[i], strict=True)},
                 model=info,
                 worker="experiment",
-                batch_size=1,
+                micro_batch_images=1,
                 published_at=at,
                 enqueued_at=at,
                 batch_started_at=at,

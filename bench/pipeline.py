@@ -101,7 +101,7 @@ def stage_medians(sent: dict[str, float], c: PredictionCollector) -> dict[str, f
         "publish_to_batch_start": float(np.median(a[:, 1] - a[:, 0])),
         "batch_processing": float(np.median(a[:, 2] - a[:, 1])),
         "emit_to_read_back": float(np.median(a[:, 3] - a[:, 2])),
-        "batch_size_per_image": float(np.mean([c.batch_sizes.get(i, 0) for i in ids])),
+        "mean_micro_batch_images": float(np.mean([c.micro_batch_images.get(i, 0) for i in ids])),
     }
 
 
@@ -139,7 +139,7 @@ class PredictionCollector:
 
     settings: Settings
     arrivals: dict[str, float] = field(default_factory=dict)
-    batch_sizes: dict[str, int] = field(default_factory=dict)
+    micro_batch_images: dict[str, int] = field(default_factory=dict)
     stamps: dict[str, tuple[float, float]] = field(default_factory=dict)  # id -> (batch started, emitted)
     runtimes: set[str] = field(default_factory=set)
     _consumer: AIOKafkaConsumer | None = None
@@ -181,7 +181,7 @@ class PredictionCollector:
                     image_id = value.get("id")
                     if image_id and image_id not in self.arrivals:
                         self.arrivals[image_id] = now
-                        self.batch_sizes[image_id] = int(value.get("batch_size", 0))
+                        self.micro_batch_images[image_id] = int(value.get("micro_batch_images", 0))
                         self.runtimes.add(str(value.get("model", {}).get("runtime", "?")))
                         with contextlib.suppress(KeyError, ValueError):
                             self.stamps[image_id] = (
@@ -360,7 +360,7 @@ async def run_pipeline(
         with worker_process(settings, log_path) as proc, RssSampler(proc.pid) as rss:
             # Warm-up: the worker joins its group and loads the model; the first batches pay
             # for kernel selection at each new batch shape.
-            warm = await publisher.burst(max(2 * w.max_batch, 8))
+            warm = await publisher.burst(max(2 * w.micro_batch_max, 8))
             if not await _warmed_up(collector, list(warm), proc, start_timeout_s):
                 tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
                 why = (
@@ -415,14 +415,14 @@ async def run_pipeline(
                     f"p99 {pt.latency.p99_ms:.0f} ms; stages {_stages(pt)}"
                 )
             peak = rss.peak_mb
-    sizes = list(collector.batch_sizes.values())
+    sizes = list(collector.micro_batch_images.values())
     return PipelineRun(
         runtime=runtime,
         runtime_in_events=sorted(collector.runtimes),
-        max_batch=w.max_batch,
+        micro_batch_max=w.micro_batch_max,
         max_wait_s=w.max_wait_s,
         capacity=capacity,
-        mean_batch_size=float(np.mean(sizes)) if sizes else 0.0,
+        mean_micro_batch_images=float(np.mean(sizes)) if sizes else 0.0,
         points=points,
         worker_rss_peak_mb=peak,
         worker_start_s=started,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 RESULT_VERSION = 2  # 2: CPU per image (ModelOnlyPoint.cpu_ms_per_image, LoadPoint.cpu)
 
@@ -127,13 +127,23 @@ class LoadPoint(BaseModel):
     cpu: CpuBudget | None = Field(None, description="Linux only; the pipeline's max point and the baseline's")
 
 
+# Results written before the batch settings were renamed (bench/results/*.json) name them
+# max_batch, inference_chunk and mean_batch_size: they still load under the new names.
+_BY_NAME = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
+
 class PipelineRun(BaseModel):
+    model_config = _BY_NAME
+
     runtime: str
     runtime_in_events: list[str] = Field(description="ModelInfo.runtime values seen in prediction events")
-    max_batch: int
+    micro_batch_max: int = Field(validation_alias=AliasChoices("micro_batch_max", "max_batch"))
     max_wait_s: float
     capacity: float = Field(description="sustained (steady) images/s of the max run")
-    mean_batch_size: float
+    mean_micro_batch_images: float = Field(
+        validation_alias=AliasChoices("mean_micro_batch_images", "mean_batch_size"),
+        description="mean of the prediction events' micro_batch_images",
+    )
     points: list[LoadPoint]
     worker_rss_peak_mb: float
     worker_start_s: float
@@ -156,6 +166,8 @@ class Target(BaseModel):
 
 
 class BenchResult(BaseModel):
+    model_config = _BY_NAME
+
     version: int = RESULT_VERSION
     started_at: datetime
     duration_s: float
@@ -165,8 +177,8 @@ class BenchResult(BaseModel):
     artifact: ArtifactInfo
     images: ImageSet
     threads: int
-    max_batch: int
-    inference_chunk: int
+    micro_batch_max: int = Field(validation_alias=AliasChoices("micro_batch_max", "max_batch"))
+    model_batch_max: int = Field(validation_alias=AliasChoices("model_batch_max", "inference_chunk"))
     fast_runtime: str | None = Field(None, description="The fastest runtime within the accuracy budget.")
     model_only: list[ModelOnlyPoint]
     tuning: list[TuningPoint] = Field(default_factory=list)

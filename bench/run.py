@@ -38,6 +38,7 @@ from bench.results import (
     best_model_point,
     model_point,
 )
+from pawstream import paths
 from pawstream.broker import LocalBroker
 from pawstream.settings import Settings
 from pawstream.vision.artifact import ArtifactMeta, InputConfig, read_meta, save_artifact
@@ -59,9 +60,9 @@ class BenchOptions:
     images: int | None = None  # pipeline max-run images (default 600, quick 24)
     artifact: Path | None = None  # default: settings.model.artifact_path
     out: Path = Path("bench/results")
-    photos: Path | None = Path("../shared/data/catsdogs")
-    test_manifest: Path | None = Path("data/prepared/test.csv")
-    calibration_manifest: Path | None = Path("data/prepared/val.csv")
+    photos: Path | None = paths.PHOTOS
+    test_manifest: Path | None = paths.PREPARED / "test.csv"
+    calibration_manifest: Path | None = paths.PREPARED / "val.csv"
     runtimes: tuple[str, ...] = field(default_factory=lambda: RUNTIMES)
     accuracy_images: int | None = None  # default: the whole test split (quick: 16)
 
@@ -81,11 +82,11 @@ class _Plan:
     calibration_images: int
 
 
-def _plan(quick: bool, max_batch: int, chunk: int) -> _Plan:
+def _plan(quick: bool, micro_batch_max: int, model_batch_max: int) -> _Plan:
     if quick:
         return _Plan((1, 8), 0.2, 1, 1.0, (0.25, 0.5, 0.75), (1, 4), 8)
     # the worker's slice size too: the model's best batch on two cores is often that small
-    sizes = tuple(sorted({1, chunk, 8, 16, 32, max_batch}))
+    sizes = tuple(sorted({1, model_batch_max, 8, 16, 32, micro_batch_max}))
     return _Plan(sizes, 3.0, 3, 12.0, (0.25, 0.5, 0.75), (1, 8, 32), 128)
 
 
@@ -218,7 +219,7 @@ def run_bench(
     # the shared cores (and floods the run's output).
     logging.getLogger("httpx").setLevel(logging.WARNING)
     machine = machine_info()
-    plan = _plan(options.quick, settings.worker.max_batch, settings.worker.inference_chunk)
+    plan = _plan(options.quick, settings.worker.micro_batch_max, settings.worker.model_batch_max)
     notes: list[str] = []
     artifact, random_weights = resolve_artifact(options, settings, work)
     meta = read_meta(artifact)
@@ -350,11 +351,11 @@ def run_bench(
     fast_run = next((r for r in pipelines if r.runtime == fast), None)
     best_fp32 = best_model_point(points, "fp32", "tensor")
     best_fp32_cpu = best_fp32.cpu_ms_per_image if best_fp32 is not None else None
-    same_batch = model_point(points, "fp32", "tensor", settings.worker.inference_chunk)
+    same_batch = model_point(points, "fp32", "tensor", settings.worker.model_batch_max)
     fp32_cpu = next((p.cpu for p in fp32_run.points if p.mode == "max"), None)
     ratios: dict[str, float | None] = {
         # against the best model-only batch size (the strict reading), and at the slice size the
-        # worker runs the model at (worker.inference_chunk; its micro-batch is only the Kafka side)
+        # worker runs the model at (worker.model_batch_max; its micro-batch is only the Kafka side)
         "pipeline_over_model_only_fp32": _ratio(fp32_run.capacity, best("fp32", "tensor")),
         "pipeline_over_model_only_fp32_same_batch": _ratio(
             fp32_run.capacity, same_batch.images_per_s if same_batch is not None else None
@@ -442,8 +443,8 @@ def run_bench(
             mean_bytes=sum(len(p.data) for p in photos) / max(len(photos), 1),
         ),
         threads=threads,
-        max_batch=settings.worker.max_batch,
-        inference_chunk=settings.worker.inference_chunk,
+        micro_batch_max=settings.worker.micro_batch_max,
+        model_batch_max=settings.worker.model_batch_max,
         fast_runtime=fast,
         model_only=points,
         tuning=tuning,

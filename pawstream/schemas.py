@@ -20,14 +20,18 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
     PlainSerializer,
     ValidationError,
+    computed_field,
     field_validator,
     model_validator,
 )
+
+from pawstream.errors import PawstreamError
 
 SCHEMA_VERSION = 1
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
@@ -131,6 +135,11 @@ class ModelInfo(BaseModel):
 
 
 class PredictionEvent(_Event):
+    # micro_batch_images was called batch_size until v1 readers had it under the new name: old
+    # events still parse (validation alias), and writers also write batch_size (a computed copy)
+    # so that readers deployed before the rename keep working. Drop the copy once none is left.
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
     type: Literal["prediction"] = "prediction"
     id: EventId
     label: Label
@@ -138,7 +147,11 @@ class PredictionEvent(_Event):
     probs: dict[str, float]
     model: ModelInfo
     worker: str
-    batch_size: int = Field(ge=1)
+    micro_batch_images: int = Field(
+        ge=1,
+        validation_alias=AliasChoices("micro_batch_images", "batch_size"),
+        description="Images classified in the worker micro-batch this prediction came from.",
+    )
     published_at: UtcDatetime = Field(description="ImageEvent.created_at, set by the publisher.")
     enqueued_at: UtcDatetime = Field(description="Kafka record timestamp of the image event.")
     batch_started_at: UtcDatetime
@@ -151,6 +164,11 @@ class PredictionEvent(_Event):
     @classmethod
     def _decode_embedding(cls, value: Any) -> Any:
         return None if value is None else _b64decode_strict(value)
+
+    @computed_field(description="Deprecated: the old name of micro_batch_images, still written.")  # type: ignore[prop-decorator]
+    @property
+    def batch_size(self) -> int:
+        return self.micro_batch_images
 
     @property
     def latency_s(self) -> float:
@@ -234,8 +252,12 @@ class DeadLetterEvent(_Event):
         return (self.id or self.key or "").encode("utf-8")
 
 
-class UnknownSchemaVersion(ValueError):
-    """A record whose ``v`` this reader does not know (a newer writer, or garbage)."""
+class UnknownSchemaVersion(PawstreamError, ValueError):
+    """A record whose ``v`` this reader does not know (a newer writer, or garbage).
+
+    An image event with one is dead-lettered with ``reason``."""
+
+    reason = DeadLetterReason.SCHEMA
 
     def __init__(self, version: object) -> None:
         super().__init__(f"unsupported schema version {version!r} (this reader knows v{SCHEMA_VERSION})")
@@ -262,7 +284,7 @@ def parse_versioned(model: type[EventT], raw: bytes | str) -> EventT:
     return model.model_validate(obj)
 
 
-class EventError(Exception):
+class EventError(PawstreamError):
     """An event that cannot be processed, with the dead-letter reason code it earns."""
 
     def __init__(self, reason: DeadLetterReason, message: str) -> None:
@@ -290,7 +312,7 @@ def parse_image_event(raw: bytes | None) -> ImageEvent:
     try:
         check_version(obj)
     except UnknownSchemaVersion as exc:
-        raise EventError(DeadLetterReason.SCHEMA, str(exc)) from exc
+        raise EventError(exc.reason, str(exc)) from exc
     if obj.get("type", "image") != "image":
         raise EventError(DeadLetterReason.SCHEMA, f"expected type 'image', got {obj.get('type')!r}")
     try:

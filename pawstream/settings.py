@@ -1,7 +1,7 @@
 """The one typed settings object for every pawstream entry point.
 
 Environment variables use the prefix ``PAWSTREAM_`` and ``__`` between nesting levels, e.g.
-``PAWSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092`` or ``PAWSTREAM_WORKER__MAX_BATCH=16``.
+``PAWSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092`` or ``PAWSTREAM_WORKER__MICRO_BATCH_MAX=16``.
 Entry points build :class:`Settings` once and pass it (or the part a component needs) down;
 nothing else reads the environment.
 """
@@ -10,11 +10,56 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
+import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pawstream import paths
+
+logger = logging.getLogger(__name__)
+
+# Settings renamed so that each "batch" says which one it bounds (old field -> new field, per
+# section). The old environment variables keep working for one deprecation period: a before-
+# validator moves an old key to its new field and warns with the new variable's name.
+RENAMED: dict[str, dict[str, str]] = {
+    "worker": {
+        "max_batch": "micro_batch_max",
+        "inference_chunk": "model_batch_max",
+        "max_batch_pixels": "decode_slice_pixels",
+    },
+    "monitoring": {"max_batch": "micro_batch_max"},
+}
+
+
+def _env_name(section: str, field: str) -> str:
+    return f"PAWSTREAM_{section.upper()}__{field.upper()}"
+
+
+def _move_renamed(section: str, data: Any) -> Any:
+    """``data`` (a section's raw input) with each old key moved to its new name, warning once per key.
+
+    When both are given the new one wins: the old value is dropped and the warning says so.
+    """
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for old, new in RENAMED[section].items():
+        if old not in data:
+            continue
+        value = data.pop(old)
+        old_env, new_env = _env_name(section, old), _env_name(section, new)
+        if new in data:
+            message = f"{old_env} is deprecated and ignored: {new_env} is also set and wins"
+        else:
+            data[new] = value
+            message = f"{old_env} is deprecated: set {new_env} instead ({section}.{new})"
+        logger.warning(message)
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+    return data
 
 
 class KafkaSettings(BaseModel):
@@ -71,7 +116,7 @@ class TopicSettings(BaseModel):
 
 class WorkerSettings(BaseModel):
     app_id: str = "pawstream-worker"
-    max_batch: int = Field(32, ge=1, description="Micro-batch size limit.")
+    micro_batch_max: int = Field(32, ge=1, description="Records the worker takes per Kafka micro-batch.")
     # 5 ms, not 50: take_events waits this long after every batch even when images are already
     # queued, so a long wait is idle time at light and moderate load; with a short one the batch
     # size follows the load (1 image at 25% of capacity, full batches when saturated). Measured by
@@ -103,7 +148,7 @@ class WorkerSettings(BaseModel):
     # with a worker (fp32, ~450 MB warm) through one batch of 32 6000x6000 and extreme-aspect PNGs
     # (tests/stream/worker/test_worker_memory.py): peak 640-653 MB at 64 Mpx, 812 MB at 128 Mpx (two
     # decoded at once), 646 MB at 16 Mpx (no lower: the largest single image sets it).
-    max_batch_pixels: int = Field(
+    decode_slice_pixels: int = Field(
         64_000_000,
         gt=0,
         description="Pixels a micro-batch slice decodes at full size (after JPEG draft, read from the "
@@ -121,8 +166,8 @@ class WorkerSettings(BaseModel):
         None, description="Folder of typical photos; int8 calibrates on them when its cache is cold."
     )
     calibration_images: int = Field(64, ge=1, description="Photos used for int8 calibration.")
-    inference_chunk: int = Field(
-        4, ge=1, description="Most images the model runs at once; bigger micro-batches run in slices."
+    model_batch_max: int = Field(
+        4, ge=1, description="Most images one model forward pass runs; bigger micro-batches run in slices."
     )
     malloc_mmap_threshold_mb: float = Field(
         32,
@@ -153,9 +198,14 @@ class WorkerSettings(BaseModel):
         0.05, gt=0, description="Cap on the worker consumer's fetch long-poll (Tansu answers at its end)."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_fields(cls, data: Any) -> Any:
+        return _move_renamed("worker", data)
+
 
 class ModelSettings(BaseModel):
-    artifact_path: Path = Path("models/pawstream-classifier")
+    artifact_path: Path = paths.ARTIFACT
 
 
 class ReferenceSettings(BaseModel):
@@ -204,7 +254,7 @@ class BrokerSettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
-    """The HTTP service (api/). Owned by the API issue; extend as needed."""
+    """The HTTP service (api/)."""
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -241,7 +291,7 @@ class ApiSettings(BaseModel):
 
 
 class MonitoringSettings(BaseModel):
-    """Feedback join, windowed accuracy and drift (stream/monitor). Owned by the monitoring issue."""
+    """Feedback join, windowed accuracy and drift (stream/monitor)."""
 
     app_id: str = "pawstream-monitor"
     window_s: float = Field(60.0, gt=0, description="Tumbling window size.")
@@ -269,7 +319,7 @@ class MonitoringSettings(BaseModel):
         1000, ge=1, description="Join-table entries checked for expiry at most per sweep step."
     )
     # The monitor awaits the broker's acks once per micro-batch, not once per record.
-    max_batch: int = Field(200, ge=1, description="Records the monitor takes per micro-batch.")
+    micro_batch_max: int = Field(200, ge=1, description="Records the monitor takes per micro-batch.")
     max_wait_s: float = Field(0.05, gt=0, description="Longest a partial monitor micro-batch waits.")
     reference_path: Path | None = Field(
         None, description="Reference profile (.npz); default: the served artifact's reference_profile.npz."
@@ -281,6 +331,11 @@ class MonitoringSettings(BaseModel):
     mmd_bootstrap: int = Field(2000, ge=100, description="Resamples calibrating the MMD threshold.")
     mmd_reference_max: int = Field(1000, ge=20, description="Reference embeddings used (cost is linear).")
     lag_interval_s: float = Field(15.0, ge=0, description="Worker consumer-lag probe period; 0 disables it.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_fields(cls, data: Any) -> Any:
+        return _move_renamed("monitoring", data)
 
 
 class TrainingSettings(BaseModel):
@@ -316,9 +371,7 @@ class ServicesSettings(BaseModel):
 class DemoSettings(BaseModel):
     """`pawstream demo` / `make demo`: which photos it sends and how."""
 
-    data_dir: Path = Field(
-        Path("../shared/data/catsdogs"), description="Folder of <label>/ photo folders to sample from."
-    )
+    data_dir: Path = Field(paths.PHOTOS, description="Folder of <label>/ photo folders to sample from.")
     sample: int = Field(240, ge=1, description="Photos to send, balanced across labels.")
     concurrency: int = Field(32, ge=1, description="Requests in flight (lets the worker fill batches).")
     result_timeout_s: float = Field(120.0, gt=0, description="Longest the demo waits for one prediction.")

@@ -7,6 +7,7 @@ import socket
 import httpx
 
 from pawstream.broker import free_port, port_open
+from pawstream.errors import PawstreamError
 
 
 def tcp_check(host: str, port: int) -> str | None:
@@ -41,8 +42,8 @@ def port_free(host: str, port: int) -> bool:
         return True
 
 
-class PortInUse(RuntimeError):
-    pass
+class PortInUse(PawstreamError, RuntimeError):
+    """A configured port is taken and services.port_fallback is off."""
 
 
 class PortPicker:

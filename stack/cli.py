@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from pawstream import paths
 from pawstream.logs import configure_logging
 from pawstream.settings import Settings
 
@@ -213,9 +214,9 @@ def bench(
         Path | None, typer.Option(help="Model artifact (default: settings model.artifact_path).")
     ] = None,
     out: Annotated[Path, typer.Option(help="Results folder (JSON, PNG, Markdown).")] = Path("bench/results"),
-    photos: Annotated[Path, typer.Option(help="Folder of photos (generated images when absent).")] = Path(
-        "../shared/data/catsdogs"
-    ),
+    photos: Annotated[
+        Path, typer.Option(help="Folder of photos (generated images when absent).")
+    ] = paths.PHOTOS,
     runtimes: Annotated[
         str,
         typer.Option(

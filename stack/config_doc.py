@@ -25,7 +25,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from pawstream.settings import Settings
+from pawstream.settings import RENAMED, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,8 @@ def settings_field_for_env(name: str, model: type[BaseModel] = Settings) -> str 
     """The dotted field path a ``PAWSTREAM_...`` variable sets, or None when Settings has no such field.
 
     Mirrors pydantic-settings' lookup: the prefix, then ``__``-separated field names, case-insensitive
-    (a section may also be given whole, as JSON).
+    (a section may also be given whole, as JSON). A renamed setting's old name (settings.RENAMED)
+    resolves to its new field, as Settings still reads it.
     """
     prefix = str(model.model_config.get("env_prefix", ""))
     delimiter = str(model.model_config.get("env_nested_delimiter") or "__")
@@ -149,6 +150,8 @@ def settings_field_for_env(name: str, model: type[BaseModel] = Settings) -> str 
         if current is None:
             return None  # a scalar field has no sub-fields
         fields = {k.lower(): (k, f) for k, f in current.model_fields.items()}
+        if current is not model and len(path) == 1:
+            part = RENAMED.get(path[0], {}).get(part, part)
         if part not in fields:
             return None
         key, field = fields[part]

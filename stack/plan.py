@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
+from pawstream.errors import PawstreamError
 from pawstream.settings import Settings
 from stack.checks import PortPicker, http_check, tcp_check
 from stack.children import service_command, service_env
@@ -27,7 +28,7 @@ LOCK_FILE = ".lock"
 API_STOP_GRACE_S = 5.0
 
 
-class StackBusy(RuntimeError):
+class StackBusy(PawstreamError, RuntimeError):
     """Another `pawstream up` or demo holds the state folder."""
 
 

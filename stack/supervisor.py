@@ -34,6 +34,7 @@ from types import FrameType, TracebackType
 
 import psutil
 
+from pawstream.errors import PawstreamError
 from pawstream.processes import signal_process, wait_or_kill
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class ChildSpec:
     log_path: Path | None = None
 
 
-class StartupError(RuntimeError):
+class StartupError(PawstreamError, RuntimeError):
     """A child exited or missed its readiness deadline while the stack was starting."""
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pawstream.paths import PHOTOS
 from pawstream.settings import (
     KafkaSettings,
     ModelSettings,
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 # Fixtures that live beside their helpers, registered as plugins (not imported into test modules).
 pytest_plugins = ["tests.support.hanging_server"]
 
-CATSDOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "catsdogs"
+CATSDOGS = (Path(__file__).resolve().parents[1] / PHOTOS).resolve()  # relative to the repo root
 
 
 def _docker_available() -> bool:
@@ -98,7 +99,7 @@ def settings(kafka_bootstrap: str, tiny_artifact: Path, tmp_path: Path) -> Setti
             partitions=4,
             output_partitions=2,
         ),
-        worker=WorkerSettings(app_id=f"t-{tag}-worker", metrics_port=0, max_batch=16, max_wait_s=0.05),
+        worker=WorkerSettings(app_id=f"t-{tag}-worker", metrics_port=0, micro_batch_max=16, max_wait_s=0.05),
         model=ModelSettings(artifact_path=tiny_artifact),
         refs=ReferenceSettings(allowed_roots=[tmp_path, *([CATSDOGS] if CATSDOGS.is_dir() else [])]),
         log_json=False,

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from pawstream.errors import PawstreamError
 from pawstream.vision.artifact import InputConfig
 from pawstream.vision.transforms import Augment, create_transform, image_to_tensor
 from training.params import PREPARED
@@ -86,7 +87,7 @@ def read_summary(prepared: Path = PREPARED) -> Summary:
     return Summary(**json.loads((prepared / SUMMARY_FILE).read_text()))
 
 
-class DataChangedError(RuntimeError):
+class DataChangedError(PawstreamError, RuntimeError):
     """A photo's bytes no longer match the sha256 its split manifest recorded."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from pawstream import paths
 from pawstream.logs import configure_logging
 from pawstream.settings import Settings
 from pawstream.vision.artifact import InputConfig
@@ -23,12 +24,13 @@ logger = logging.getLogger(__name__)
 
 PARAMS_FILE = Path("params.yaml")
 
-# Stage outputs (dvc.yaml lists the same paths).
-PREPARED = Path("data/prepared")
+# Stage outputs (dvc.yaml lists the same paths). The prepared split and the artifact are also
+# read outside training (the demo, Settings), so their defaults live in pawstream/paths.py.
+PREPARED = paths.PREPARED
 FEATURES = Path("data/features")
 TRAINED = Path("models/train")
 EVALUATED = Path("models/eval")
-ARTIFACT = Path("models/pawstream-classifier")
+ARTIFACT = paths.ARTIFACT
 METRICS = Path("metrics.json")
 TRAIN_PLOTS = Path("reports/train")
 EVAL_PLOTS = Path("reports/plots")
@@ -39,7 +41,7 @@ class _Section(BaseModel):
 
 
 class PrepareParams(_Section):
-    source: Path = Field(Path("../shared/data/catsdogs"), description="Folder of <label>/ image folders.")
+    source: Path = Field(paths.PHOTOS, description="Folder of <label>/ image folders.")
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
     seed: int = 42

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from pawstream.errors import PawstreamError
+
 # (topic, partition) -> next offset to read
 Offsets = dict[tuple[str, int], int]
 
@@ -37,7 +39,7 @@ class StoredResult:
     body: str | None = None  # JSON: the PredictionEvent (done) or the failure (failed)
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(PawstreamError):
     """The store cannot be reached or written (answered as 503)."""
 
 

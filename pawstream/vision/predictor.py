@@ -103,14 +103,14 @@ class Predictor:
         cache_dir: Path | None = None,
         calibration_dir: Path | None = None,
         calibration_images: int = 64,
-        chunk: int | None = None,
+        model_batch_max: int | None = None,
         trimmer: HeapTrimmer | None = None,
     ) -> Predictor:
         """Load an artifact; ``runtime`` other than fp32 builds (or reuses) its model in ``cache_dir``;
-        ``chunk`` caps the images the model runs at once (a bigger batch is run in slices), and
+        ``model_batch_max`` caps the images the model runs at once (a bigger batch is run in slices), and
         then ``trimmer`` may hand freed heap back to the OS."""
         meta = read_meta(path)
-        if runtime == "fp32" and not chunk:
+        if runtime == "fp32" and not model_batch_max:
             predictor = cls(
                 load_model(path, meta),
                 meta,
@@ -143,7 +143,7 @@ class Predictor:
                 cache_dir=cache_dir,
                 digest=artifact_digest(path) if runtime not in EAGER_RUNTIMES else None,
                 calibration=calibration,
-                chunk=chunk,
+                model_batch_max=model_batch_max,
                 trimmer=trimmer,
             )
             predictor = cls(

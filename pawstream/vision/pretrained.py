@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from pawstream.errors import PawstreamError
 from pawstream.vision.tv import torchvision
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ _DOWNLOAD_TIMEOUT_S = 30.0
 StateDict = dict[str, torch.Tensor]
 
 
-class PretrainedUnavailableError(RuntimeError):
+class PretrainedUnavailableError(PawstreamError, RuntimeError):
     """No ImageNet weights for the requested arch, and falling back is not allowed."""
 
 

@@ -329,11 +329,11 @@ def build_runner(
     cache_dir: Path | None = None,
     digest: str | None = None,
     calibration: CalibrationSource | None = None,
-    chunk: int | None = None,
+    model_batch_max: int | None = None,
     trimmer: HeapTrimmer | None = None,
 ) -> Runner:
     """The runner for ``runtime``; ``model`` may be its loader, called only if the runner needs the
-    torch model; ``chunk`` caps how many images the model runs at once, and
+    torch model; ``model_batch_max`` caps how many images the model runs at once, and
     ``trimmer`` (default: trim after every call) runs after each chunked call."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
@@ -348,7 +348,7 @@ def build_runner(
             runner = OpenVinoRunner(runtime, path, threads=threads, cache_dir=cache_dir)
         else:
             runner = OrtRunner(runtime, path, threads=threads)
-    return ChunkedRunner(runner, chunk, trimmer) if chunk else runner
+    return ChunkedRunner(runner, model_batch_max, trimmer) if model_batch_max else runner
 
 
 def calibration_batches(

@@ -10,12 +10,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from pawstream.errors import PawstreamError
 from pawstream.settings import Settings
 from pawstream.vision.artifact import ArtifactMeta, read_meta
 
 
-class TrainingFailed(RuntimeError):
-    pass
+class TrainingFailed(PawstreamError, RuntimeError):
+    """The demo found no artifact and could not train one (`dvc repro`)."""
 
 
 def dvc_command() -> list[str]:

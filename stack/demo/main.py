@@ -22,6 +22,7 @@ import httpx
 from rich.console import Console
 from rich.live import Live
 
+from pawstream.errors import PawstreamError
 from pawstream.settings import Settings
 from stack.demo.artifact import TrainingFailed, ensure_artifact
 from stack.demo.client import DemoClient, Tally, run_sample
@@ -36,8 +37,8 @@ logger = logging.getLogger(__name__)
 MONITOR_CATCH_UP_S = 15.0
 
 
-class StackFailed(RuntimeError):
-    pass
+class StackFailed(PawstreamError, RuntimeError):
+    """The supervisor gave up on a service while the demo was running."""
 
 
 def allow_root(settings: Settings, root: Path) -> Settings:

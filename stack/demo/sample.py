@@ -13,11 +13,11 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from pawstream.errors import PawstreamError
+from pawstream.paths import PREPARED
 from pawstream.vision.files import labelled_image_files
 
-# Where training's prepare stage writes its split (training/params.py PREPARED); read as plain
-# files so the demo process never imports torch.
-PREPARED = Path("data/prepared")
+# The demo reads training's prepared split (PREPARED) as plain files, so it never imports torch.
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,8 @@ class Photo:
     label: str
 
 
-class SampleError(ValueError):
-    pass
+class SampleError(PawstreamError, ValueError):
+    """The demo's photo folder is missing or has no photos of the model's classes."""
 
 
 def photos_by_label(data_dir: Path, labels: list[str]) -> dict[str, list[Path]]:

@@ -182,7 +182,7 @@ def add_monitor(app: faust.App, settings: Settings, monitor: Monitor) -> None:
         # take_events acks a batch when the body asks for the next one; the join state the batch
         # wrote (and its outputs) must be on the broker by then (see changelog.py).
         assert isinstance(stream, faust.Stream)
-        async for events in stream.take_events(m.max_batch, within=m.max_wait_s):
+        async for events in stream.take_events(m.micro_batch_max, within=m.max_wait_s):
             now = time.time()
             out = [ev for event in events for ev in handle(event.message, now)]
             try:

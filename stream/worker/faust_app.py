@@ -42,7 +42,7 @@ def create_app(settings: Settings) -> faust.App:
         settings,
         w.app_id,
         stream_buffer_maxsize=w.buffer_max,
-        broker_max_poll_records=max(w.max_batch * 2, 64),
+        broker_max_poll_records=max(w.micro_batch_max * 2, 64),
         # Prefetched records sit in memory until the agent takes them: at 4 MB a partition (the
         # producers' request size) a backlog held ~16 MB of raw images plus their record copies.
         # A record bigger than this still arrives, alone (KIP-74; Tansu too, tried at 2.5 MB).
@@ -100,7 +100,7 @@ def add_classify_agent(app: faust.App, settings: Settings, processor: BatchProce
         # take_events (not take): the records' offsets and timestamps are needed. The concrete
         # Stream has it; the StreamT protocol does not declare it.
         assert isinstance(stream, faust.Stream)
-        async for events in stream.take_events(w.max_batch, within=w.max_wait_s):
+        async for events in stream.take_events(w.micro_batch_max, within=w.max_wait_s):
             # Everything between take and the outputs' acks is inside this guard: an error
             # outside any item's own guard (pipeline.py) would otherwise end the agent, and the
             # take generator's `finally` would ack a batch that has no outputs.

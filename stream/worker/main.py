@@ -55,7 +55,7 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
         cache_dir=w.runtime_cache_dir,
         calibration_dir=w.calibration_dir,
         calibration_images=w.calibration_images,
-        chunk=w.inference_chunk,
+        model_batch_max=w.model_batch_max,
         trimmer=HeapTrimmer(w.heap_trim_rss_mb, w.heap_trim_interval_s),
     ).result()
     metrics = WorkerMetrics()
@@ -81,7 +81,7 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
             "worker": worker_name(settings),
             "images_topic": settings.topics.images,
             "bootstrap": settings.kafka.bootstrap_servers,
-            "max_batch": w.max_batch,
+            "micro_batch_max": w.micro_batch_max,
             "max_wait_s": w.max_wait_s,
         },
     )

@@ -108,10 +108,10 @@ class BatchProcessor:
         """Parse and fetch every item, then decode and classify them one pixel-budget slice at a time.
 
         A slice's images are all decoded before the model runs on them (itself in slices of
-        inference_chunk, see ChunkedRunner). Feeding the model while later images still decode
+        worker.model_batch_max, see ChunkedRunner). Feeding the model while later images still decode
         was measured: 55 vs 60 img/s fp32 in-process, as the decode threads then compete with
         torch's OpenMP threads for the two cores. Resizing happens in the model's thread. Past
-        worker.max_batch_pixels the rest of the batch waits: its pixels are decoded only after
+        worker.decode_slice_pixels the rest of the batch waits: its pixels are decoded only after
         the slice before has been classified and released (stream/worker/pixel_budget.py).
         """
         start = time.perf_counter()
@@ -120,7 +120,7 @@ class BatchProcessor:
         ok: list[_Item] = []
         outputs: list[tuple[np.ndarray, np.ndarray] | EventError] = []
         infer_s = 0.0
-        for part in pixel_slices(fetched, lambda it: it.cost, self.settings.worker.max_batch_pixels):
+        for part in pixel_slices(fetched, lambda it: it.cost, self.settings.worker.decode_slice_pixels):
             await asyncio.gather(*(self._decode(it) for it in part))
             t0 = time.perf_counter()
             decoded = [it for it in part if it.error is None and it.pixels is not None]
@@ -135,7 +135,7 @@ class BatchProcessor:
         # Per micro-batch, as before slicing: the dashboards read them that way.
         self.metrics.decode_seconds.observe(time.perf_counter() - start - infer_s)
         if ok:
-            self.metrics.batch_size.observe(len(ok))
+            self.metrics.micro_batch_images.observe(len(ok))
             self.metrics.inference_seconds.observe(infer_s)
         return ok, outputs
 
@@ -251,7 +251,7 @@ class BatchProcessor:
         it.stage = "emit"
 
     def _prediction(
-        self, it: _Item, probs: np.ndarray, emb: np.ndarray, started: datetime, batch_size: int
+        self, it: _Item, probs: np.ndarray, emb: np.ndarray, started: datetime, micro_batch_images: int
     ) -> PredictionEvent:
         assert it.event is not None
         labels = self.predictor.labels
@@ -263,7 +263,7 @@ class BatchProcessor:
             probs={label: round(float(p), 6) for label, p in zip(labels, probs, strict=True)},
             model=self.predictor.model_info,
             worker=self.worker_name,
-            batch_size=batch_size,
+            micro_batch_images=micro_batch_images,
             published_at=it.event.created_at,
             enqueued_at=_ts(it.record.timestamp, it.event.created_at),
             batch_started_at=started,

@@ -13,9 +13,9 @@ class WorkerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.batch_size = Histogram(
-            "pawstream_worker_batch_size",
-            "Images per inference micro-batch.",
+        self.micro_batch_images = Histogram(
+            "pawstream_worker_micro_batch_images",
+            "Images classified per Kafka micro-batch (its records less the failed ones).",
             buckets=(1, 2, 4, 8, 12, 16, 24, 32, 48, 64),
             registry=r,
         )

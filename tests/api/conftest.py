@@ -93,7 +93,7 @@ def prediction(image_id: str, label: str = "cat", confidence: float = 0.9) -> Pr
         probs={label: confidence, ("dog" if label == "cat" else "cat"): other},
         model=ModelInfo(name="test", version="1", arch="resnet18"),
         worker="test-worker",
-        batch_size=1,
+        micro_batch_images=1,
         published_at=now - timedelta(milliseconds=50),
         enqueued_at=now - timedelta(milliseconds=40),
         batch_started_at=now - timedelta(milliseconds=20),

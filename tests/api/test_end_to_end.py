@@ -101,5 +101,5 @@ def test_upload_a_photo_and_wait_for_its_prediction(api_settings: Settings, tmp_
         first,
         warm,
         timing["latency_s"],
-        timing["batch_size"],
+        timing["micro_batch_images"],
     )

@@ -39,7 +39,7 @@ pytestmark = [
 ]
 logger = logging.getLogger(__name__)
 
-# Per operation and generation mode. The issue asks for at least 200; the whole run takes a few
+# Per operation and generation mode: at least 200 cases each; the whole run takes a few
 # minutes on two shared cores (measured in the test's log line).
 MAX_EXAMPLES = 200
 

@@ -72,7 +72,7 @@ def test_alert_rules_structure() -> None:
         assert r["labels"]["severity"] in {"critical", "warning", "info"}
         assert r["annotations"]["summary"]
         assert re.fullmatch(r"\d+[smh]", r.get("for", "0s"))
-    # What the issue asks for: accuracy floor, drift, dead-letter rate and worker lag.
+    # The alerts the stack needs: accuracy floor, drift, dead-letter rate and worker lag.
     assert {"PawstreamAccuracyBelowFloor", "PawstreamDriftDetected", "PawstreamDeadLetterRateHigh"} <= set(
         names
     )
@@ -106,7 +106,7 @@ def test_dashboard_structure_and_coverage() -> None:
     for needed in (
         "pawstream_worker_events_in_total",  # throughput
         "pawstream_worker_end_to_end_seconds_bucket",  # latency percentiles
-        "pawstream_worker_batch_size_bucket",  # batch size
+        "pawstream_worker_micro_batch_images_bucket",  # micro-batch size
         "by (reason) (rate(pawstream_worker_deadletters_total",  # dead letters by reason
         "pawstream_monitor_window_accuracy",  # accuracy over time per model version
         "pawstream_monitor_drift_statistic",

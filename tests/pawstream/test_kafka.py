@@ -47,10 +47,10 @@ def test_plaintext_has_no_security_options() -> None:
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PAWSTREAM_KAFKA__BOOTSTRAP_SERVERS", "kafka:9092")
-    monkeypatch.setenv("PAWSTREAM_WORKER__MAX_BATCH", "8")
+    monkeypatch.setenv("PAWSTREAM_WORKER__MICRO_BATCH_MAX", "8")
     monkeypatch.setenv("PAWSTREAM_REFS__ALLOWED_ROOTS", f'["{tmp_path}"]')
     s = Settings()
-    assert s.kafka.bootstrap_servers == "kafka:9092" and s.worker.max_batch == 8
+    assert s.kafka.bootstrap_servers == "kafka:9092" and s.worker.micro_batch_max == 8
     assert s.refs.allowed_roots == [tmp_path]
 
 

@@ -47,7 +47,7 @@ def test_prediction_feedback_and_deadletter_round_trip() -> None:
         probs={"cat": 0.9, "dog": 0.1},
         model=ModelInfo(name="m", version="1", arch="resnet18"),
         worker="w",
-        batch_size=4,
+        micro_batch_images=4,
         published_at=now,
         enqueued_at=now,
         batch_started_at=now,
@@ -62,6 +62,32 @@ def test_prediction_feedback_and_deadletter_round_trip() -> None:
     )
     back = DeadLetterEvent.model_validate_json(d.to_bytes())
     assert back == d and back.reason is DeadLetterReason.DECODE
+
+
+def test_prediction_micro_batch_images_keeps_its_old_name_on_the_wire() -> None:
+    """An event written before the rename (only batch_size) still parses, and a new one still
+    carries batch_size for readers deployed before it."""
+    now = utcnow().isoformat()
+    old = {
+        "v": 1,
+        "type": "prediction",
+        "id": "abc",
+        "label": "cat",
+        "confidence": 0.9,
+        "probs": {"cat": 0.9, "dog": 0.1},
+        "model": {"name": "m", "version": "1", "arch": "resnet18"},
+        "worker": "w",
+        "batch_size": 7,
+        "published_at": now,
+        "enqueued_at": now,
+        "batch_started_at": now,
+        "emitted_at": now,
+    }
+    p = parse_versioned(PredictionEvent, json.dumps(old))
+    assert p.micro_batch_images == 7
+    wire = json.loads(p.to_bytes())
+    assert wire["micro_batch_images"] == wire["batch_size"] == 7
+    assert PredictionEvent.model_validate(wire) == p
 
 
 @pytest.mark.parametrize(

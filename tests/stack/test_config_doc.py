@@ -40,7 +40,7 @@ def test_every_leaf_setting_is_listed_once_and_resolves_back() -> None:
     assert {
         "PAWSTREAM_KAFKA__BOOTSTRAP_SERVERS",
         "PAWSTREAM_LOG_LEVEL",
-        "PAWSTREAM_WORKER__MAX_BATCH",
+        "PAWSTREAM_WORKER__MICRO_BATCH_MAX",
     } <= set(names)
     sections = [
         n
@@ -69,8 +69,8 @@ def test_documented_names_and_defaults_work_in_the_environment(monkeypatch: pyte
         checked += 1
     assert Settings().model_dump() == baseline
     assert checked > 40
-    monkeypatch.setenv("PAWSTREAM_WORKER__MAX_BATCH", "7")  # and a changed value does change it
-    assert Settings().worker.max_batch == 7
+    monkeypatch.setenv("PAWSTREAM_WORKER__MICRO_BATCH_MAX", "7")  # and a changed value does change it
+    assert Settings().worker.micro_batch_max == 7
 
 
 def test_type_names() -> None:

@@ -80,7 +80,7 @@ def prediction(
         probs={label: confidence, other: 1 - confidence},
         model=ModelInfo(name="pawstream-test", version=version, arch="resnet18"),
         worker="test",
-        batch_size=1,
+        micro_batch_images=1,
         published_at=ts(t - 0.5),
         enqueued_at=ts(t - 0.4),
         batch_started_at=ts(t - 0.1),

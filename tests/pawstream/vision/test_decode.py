@@ -1,5 +1,5 @@
 """Per-image decode bounds: aspect-ratio refusal, extreme-shape crop, reduction of huge images,
-and ordinary photos left bit-identical (issue 15 item 2)."""
+and ordinary photos left bit-identical."""
 
 from __future__ import annotations
 

@@ -191,7 +191,7 @@ def test_chunked_predict_many_prepares_slice_by_slice_and_gives_the_one_batch_an
     whole = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=MAX_PIXELS).predict(batch)
     trimmer = HeapTrimmer(soft_limit_mb=0)
     chunked = Predictor.from_artifact(
-        tiny_artifact, threads=1, max_pixels=MAX_PIXELS, chunk=4, trimmer=trimmer
+        tiny_artifact, threads=1, max_pixels=MAX_PIXELS, model_batch_max=4, trimmer=trimmer
     )
     trims_after_warmup = trimmer.trims
     pixels = [chunked.decode(jpeg_bytes(i)) for i in range(6)]  # the images `batch` was made from

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 async def test_sigterm_mid_batch_then_restart_loses_nothing(
     settings: Settings, hanging_http: HangingServer, tmp_path: Path
 ) -> None:
-    settings = with_hanging_refs(settings, max_batch=32, max_wait_s=0.5)
+    settings = with_hanging_refs(settings, micro_batch_max=32, max_wait_s=0.5)
     events = [ImageEvent(id=f"img-{i}", data=jpeg_bytes(i, (64, 64))) for i in range(24)]
     stuck = ImageEvent(id="stuck-0", ref=hanging_http.url)
     events.insert(12, stuck)

@@ -62,8 +62,10 @@ async def test_the_processor_decodes_the_next_slice_only_after_the_model_ran_on_
     tiny_artifact: Path,
 ) -> None:
     # Each 2000x2000 image costs 4 Mpx decoded; a 9 Mpx budget takes two of them per slice.
-    settings = Settings(log_json=False, worker=WorkerSettings(max_batch_pixels=9_000_000))
-    predictor = RecordingPredictor.from_artifact(tiny_artifact, threads=1, max_pixels=10**7, chunk=4)
+    settings = Settings(log_json=False, worker=WorkerSettings(decode_slice_pixels=9_000_000))
+    predictor = RecordingPredictor.from_artifact(
+        tiny_artifact, threads=1, max_pixels=10**7, model_batch_max=4
+    )
     assert isinstance(predictor, RecordingPredictor)
     predictor.log = []
     widths = [2000, 2001, 2002, 2003, 2004]
@@ -91,10 +93,11 @@ async def test_the_processor_decodes_the_next_slice_only_after_the_model_ran_on_
     ]
     assert sorted(n for kind, n in predictor.log if kind == "decode")[:2] == [2000, 2001]
     assert [p.id for p in result.predictions] == [f"big-{w}" for w in widths]
-    assert {p.batch_size for p in result.predictions} == {5}  # the micro-batch, not the slice
+    assert {p.micro_batch_images for p in result.predictions} == {5}  # the micro-batch, not the slice
     # and so are the batch metrics: one observation per micro-batch, as the dashboards expect
     sample = metrics.registry.get_sample_value
-    assert sample("pawstream_worker_batch_size_count") == 1 and sample("pawstream_worker_batch_size_sum") == 5
+    assert sample("pawstream_worker_micro_batch_images_count") == 1
+    assert sample("pawstream_worker_micro_batch_images_sum") == 5
     assert sample("pawstream_worker_inference_seconds_count") == 1
     assert sample("pawstream_worker_decode_seconds_count") == 1
     assert [(d.id, d.reason) for d in result.deadletters] == [("broken", DeadLetterReason.DECODE)]

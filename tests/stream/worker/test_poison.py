@@ -29,7 +29,7 @@ async def test_an_image_that_kills_the_worker_twice_is_dead_lettered_as_poison(
     # The images spread over the fixture's 4 input partitions: after the first death each of
     # them is handled one image at a time, and a partition finished before the poison's must not
     # be taken for the one in flight at the second death.
-    settings = with_hanging_refs(settings, max_batch=16, max_wait_s=0.2)
+    settings = with_hanging_refs(settings, micro_batch_max=16, max_wait_s=0.2)
     good = [ImageEvent(id=f"good-{i}", data=jpeg_bytes(i, (64, 64))) for i in range(11)]
     poison = ImageEvent(id="poison-0", ref=hanging_http.url)
     await publish(settings, [*good[:5], poison, *good[5:]])
@@ -69,7 +69,7 @@ async def test_a_partition_handed_over_after_a_death_is_recovered_by_its_new_own
 ) -> None:
     """Two workers share the group: the one fetching the poison image dies, the other takes over
     its partitions, finds the unfinished batch in the markers, and the image ends as poison."""
-    settings = with_hanging_refs(settings, max_batch=16, max_wait_s=0.2)
+    settings = with_hanging_refs(settings, micro_batch_max=16, max_wait_s=0.2)
     good = [ImageEvent(id=f"good-{i}", data=jpeg_bytes(i, (64, 64))) for i in range(11)]
     poison = ImageEvent(id="poison-0", ref=hanging_http.url)
     workers = [WorkerProcess(settings, tmp_path / f"{n}.log", n).start() for n in ("a", "b")]

@@ -33,7 +33,9 @@ class ThreadRecordingPredictor(Predictor):
 
 async def test_outputs_stay_with_their_records_and_the_model_runs_in_its_thread(tiny_artifact: Path) -> None:
     settings = Settings(log_json=False)
-    predictor = ThreadRecordingPredictor.from_artifact(tiny_artifact, threads=1, max_pixels=10**7, chunk=2)
+    predictor = ThreadRecordingPredictor.from_artifact(
+        tiny_artifact, threads=1, max_pixels=10**7, model_batch_max=2
+    )
     assert isinstance(predictor, ThreadRecordingPredictor)
     predictor.threads = set()
     events = {i: ImageEvent(id=f"img-{i}", data=jpeg_bytes(i)) for i in (0, 2, 3, 5, 6)}
@@ -61,7 +63,7 @@ async def test_outputs_stay_with_their_records_and_the_model_runs_in_its_thread(
     for p in result.predictions:
         alone = predictor.predict(predictor.preprocess(events[int(p.id[4:])].data or b"").unsqueeze(0))
         np.testing.assert_allclose(list(p.probs.values()), alone.probs[0], atol=1e-5)
-        assert p.batch_size == 5
+        assert p.micro_batch_images == 5
     assert [(d.source_offset, d.reason) for d in result.deadletters] == [
         (1, DeadLetterReason.SCHEMA),
         (4, DeadLetterReason.DECODE),
@@ -101,7 +103,9 @@ def _processor(
 
 async def test_an_item_whose_output_cannot_be_built_is_dead_lettered_alone(tiny_artifact: Path) -> None:
     settings = Settings(log_json=False)
-    predictor = OneBadRowPredictor.from_artifact(tiny_artifact, threads=1, max_pixels=10**7, chunk=8)
+    predictor = OneBadRowPredictor.from_artifact(
+        tiny_artifact, threads=1, max_pixels=10**7, model_batch_max=8
+    )
     assert isinstance(predictor, OneBadRowPredictor)
     predictor.bad_row = 2
     # Offset 4's Kafka timestamp is absurd (year ~3e12): its enqueued_at cannot be represented.
@@ -133,7 +137,7 @@ async def test_an_item_whose_output_cannot_be_built_is_dead_lettered_alone(tiny_
 async def test_a_dead_letter_that_cannot_be_built_fails_the_batch(tiny_artifact: Path) -> None:
     """Nothing to emit for an item is fatal: process() raises, so the worker exits without an ack."""
     settings = Settings(log_json=False)
-    predictor = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=10**7, chunk=8)
+    predictor = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=10**7, model_batch_max=8)
     # A record from a topic whose partition number is not an int cannot become a DeadLetterEvent.
     broken = Record(None, b"{not json", "images", "p0", 0, None)  # type: ignore[arg-type]
     with ThreadPoolExecutor(1) as decode, ThreadPoolExecutor(1) as model:
@@ -153,7 +157,7 @@ async def test_an_unexpected_error_preparing_one_item_is_internal_and_spares_the
     tiny_artifact: Path,
 ) -> None:
     settings = Settings(log_json=False)
-    predictor = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=10**7, chunk=2)
+    predictor = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=10**7, model_batch_max=2)
     values = [
         ImageEvent(id="img-0", data=jpeg_bytes(0)).to_bytes(),
         ImageEvent(id="img-1", ref="https://example.org/cat.jpg").to_bytes(),
@@ -180,7 +184,9 @@ class OneImageBreaksThePredictor(Predictor):
 
 async def test_an_unexpected_inference_error_dead_letters_only_its_image(tiny_artifact: Path) -> None:
     settings = Settings(log_json=False)
-    predictor = OneImageBreaksThePredictor.from_artifact(tiny_artifact, threads=1, max_pixels=10**7, chunk=4)
+    predictor = OneImageBreaksThePredictor.from_artifact(
+        tiny_artifact, threads=1, max_pixels=10**7, model_batch_max=4
+    )
     values = [
         ImageEvent(id="img-0", data=jpeg_bytes(0)).to_bytes(),
         ImageEvent(id="img-1", data=jpeg_bytes(1, (1, 1))).to_bytes(),

@@ -38,7 +38,7 @@ def _photos(tmp_path: Path, n: int) -> list[str]:
 async def test_survivor_takes_over_when_one_of_two_workers_is_killed(
     settings: Settings, mid_artifact: Path, tmp_path: Path
 ) -> None:
-    settings = with_artifact(settings, mid_artifact, max_batch=16, commit_interval_s=0.5)
+    settings = with_artifact(settings, mid_artifact, micro_batch_max=16, commit_interval_s=0.5)
     photos = _photos(tmp_path, 600)
     async with TopicReader(settings, settings.topics.predictions) as preds:
         with running_worker(settings, tmp_path, "survivor"):
@@ -76,7 +76,7 @@ def _ids_at_least(n: int) -> Callable[[list[dict[str, Any]]], bool]:
 async def test_three_sigkills_during_2000_images_lose_nothing(
     settings: Settings, mid_artifact: Path, tmp_path: Path
 ) -> None:
-    settings = with_artifact(settings, mid_artifact, max_batch=16, commit_interval_s=0.5)
+    settings = with_artifact(settings, mid_artifact, micro_batch_max=16, commit_interval_s=0.5)
     report = await publish_images(settings, _photos(tmp_path, 2000), source="kill-x3")
     published = set(report.published)
     assert len(published) == 2000
@@ -108,7 +108,7 @@ async def test_backpressure_keeps_worker_memory_bounded(
     settings: Settings, mid_artifact: Path, tmp_path: Path
 ) -> None:
     """Publish far faster than the worker can classify; its RSS must stay flat and under 600 MB."""
-    settings = with_artifact(settings, mid_artifact, max_batch=16)
+    settings = with_artifact(settings, mid_artifact, micro_batch_max=16)
     photos = _photos(tmp_path, 1500)
     samples: list[tuple[float, int]] = []
     async with TopicReader(settings, settings.topics.predictions) as preds:

@@ -38,7 +38,7 @@ def generated_photos(folder: Path, n: int) -> list[str]:
 async def test_sigkill_mid_run_then_restart_loses_nothing(
     settings: Settings, mid_artifact: Path, tmp_path: Path
 ) -> None:
-    settings = with_artifact(settings, mid_artifact, max_batch=16, commit_interval_s=0.5)
+    settings = with_artifact(settings, mid_artifact, micro_batch_max=16, commit_interval_s=0.5)
     report = await publish_images(settings, generated_photos(tmp_path / "photos", 1000), source="crash-test")
     published = set(report.published)
     assert len(published) == 1000

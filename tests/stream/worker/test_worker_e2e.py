@@ -65,7 +65,7 @@ async def test_photos_inline_and_by_reference_plus_malformed(
     settings = settings.model_copy(
         update={
             "model": settings.model.model_copy(update={"artifact_path": full_artifact}),
-            "worker": settings.worker.model_copy(update={"max_batch": 32}),
+            "worker": settings.worker.model_copy(update={"micro_batch_max": 32}),
         }
     )
     photos = _photos(tmp_path, 200)
@@ -104,13 +104,13 @@ async def test_photos_inline_and_by_reference_plus_malformed(
     assert reasons == {k.decode(): reason.value for k, _, reason in malformed}
     assert all(r["source_topic"] == settings.topics.images and "message" in r for r in dead.records)
 
-    batch_sizes = [e.batch_size for e in events]
+    batch_sizes = [e.micro_batch_images for e in events]
     figures = {
         "images": 200,
         "seconds": round(elapsed, 2),
         "images_per_s": round(200 / elapsed, 1),
-        "median_batch_size": statistics.median(batch_sizes),
-        "max_batch_size": max(batch_sizes),
+        "median_micro_batch_images": statistics.median(batch_sizes),
+        "max_micro_batch_images": max(batch_sizes),
         "p50_latency_s": round(statistics.median(e.latency_s for e in events), 3),
     }
     logger.info("e2e figures %s", figures)

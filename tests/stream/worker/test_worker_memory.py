@@ -1,4 +1,4 @@
-"""A real worker's peak memory through large-but-legal and extreme-aspect images (issue 15 item 2).
+"""A real worker's peak memory through large-but-legal and extreme-aspect images.
 
 Before the decode bounds, a 69-byte 1000x1 PNG raised a worker's RSS by ~390 MB (the resize
 scaled its short side to 256 and materialised a 256000-pixel long side) and a micro-batch of 32
@@ -155,7 +155,7 @@ import sys
 from pathlib import Path
 from pawstream.vision.predictor import Predictor
 Predictor.from_artifact(Path(sys.argv[1]), threads=2, max_pixels=10**7, runtime=sys.argv[2],
-                        cache_dir=Path(sys.argv[3]), chunk=4)
+                        cache_dir=Path(sys.argv[3]), model_batch_max=4)
 """
 
 
@@ -166,7 +166,7 @@ async def test_worker_peak_rss_stays_bounded_through_large_and_extreme_images(
     settings = with_artifact(
         settings,
         full_artifact,
-        max_batch=32,
+        micro_batch_max=32,
         runtime=runtime,
         runtime_cache_dir=tmp_path / "runtime",
         # The corpus is ~2.5 MB on the wire: one fetch and one take() window hold all of it.
@@ -220,5 +220,5 @@ async def test_worker_peak_rss_stays_bounded_through_large_and_extreme_images(
             assert reasons.get(c.id) == c.reason.value, (c.id, reasons.get(c.id))
     assert "aspect ratio" in next(r["message"] for r in dead.records if r["id"] == "wide-1000x1")
     # They really were one micro-batch (each prediction names its batch's size).
-    assert max(predicted[c.id]["batch_size"] for c in cases if c.reason is None) >= 20
+    assert max(predicted[c.id]["micro_batch_images"] for c in cases if c.reason is None) >= 20
     assert peak_mb < RSS_LIMIT_MB, f"peak RSS {peak_mb:.0f} MB (after warm-up {warm_mb:.0f} MB)"

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 async def test_two_workers_share_the_partitions(
     settings: Settings, tiny_artifact: Path, tmp_path: Path
 ) -> None:
-    settings = with_artifact(settings, tiny_artifact, max_batch=8)
+    settings = with_artifact(settings, tiny_artifact, micro_batch_max=8)
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(400):
