@@ -24,8 +24,9 @@ from api.waiters import Waiters
 from pawstream.broker import free_port
 from pawstream.kafka import producer_kwargs
 from pawstream.settings import Settings
-from tests.api.conftest import REDIS_URL, dead_letter, prediction, send_results, serve, with_api
-from tests.conftest import jpeg_bytes
+from tests.support.api import REDIS_URL, serve, with_api
+from tests.support.events import dead_letter, prediction, send_results
+from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from pawstream.settings import Settings
-from tests.api.conftest import dead_letter, prediction, send_results, serve
-from tests.conftest import jpeg_bytes
+from tests.support.api import serve
+from tests.support.events import dead_letter, prediction, send_results
+from tests.support.images import jpeg_bytes
 from tests.support.kafka import TopicReader
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,9 @@ import time
 import pytest
 
 from pawstream.settings import Settings
-from tests.api.conftest import prediction, result_of, send_results, serve
-from tests.conftest import jpeg_bytes
+from tests.support.api import result_of, serve
+from tests.support.events import prediction, send_results
+from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.integration
 

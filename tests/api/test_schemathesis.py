@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api.app import create_app
 from pawstream.settings import Settings
-from tests.api.conftest import with_api
+from tests.support.api import with_api
 
 pytestmark = [
     pytest.mark.integration,

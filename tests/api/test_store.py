@@ -13,7 +13,7 @@ import pytest
 from api.store import ResultStore, Status, StoredResult, StoreUnavailable
 from api.store.redis import RedisStore
 from api.store.sqlite import SqliteStore
-from tests.api.conftest import REDIS_URL
+from tests.support.api import REDIS_URL
 
 
 def build(kind: str, tmp_path: Path, prefix: str, ttl_s: float) -> ResultStore:

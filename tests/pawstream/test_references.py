@@ -20,7 +20,7 @@ from pawstream.netpolicy import AddressPolicy
 from pawstream.references import FILE_REFUSED, ReferenceFetcher, ReferencePolicy, file_uri
 from pawstream.schemas import DeadLetterReason, EventError
 from pawstream.settings import ReferenceSettings
-from tests.conftest import jpeg_bytes
+from tests.support.images import jpeg_bytes
 from tests.support.netstubs import (
     LoopbackOnlyNetwork,
     RecordingServer,

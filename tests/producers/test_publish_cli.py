@@ -16,7 +16,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from pawstream.kafka import confluent_config
 from pawstream.settings import Settings, to_env
-from tests.conftest import jpeg_bytes, with_artifact
+from tests.support.images import jpeg_bytes
+from tests.support.settings import with_artifact
 from tests.support.workers import running_worker
 
 pytestmark = pytest.mark.integration

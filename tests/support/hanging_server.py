@@ -18,7 +18,7 @@ from pawstream.kafka import producer_kwargs
 from pawstream.schemas import ImageEvent
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
-from tests.conftest import jpeg_bytes
+from tests.support.images import jpeg_bytes
 from tests.support.workers import WorkerProcess
 
 

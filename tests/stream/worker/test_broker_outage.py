@@ -22,8 +22,9 @@ from pawstream.settings import KafkaSettings, Settings
 from pawstream.topics import topic_plan
 from producers.publish import publish_images
 from stream.worker.faust_app import EXIT_OUTPUT_FAILED
-from tests.conftest import jpeg_bytes, with_artifact
+from tests.support.images import jpeg_bytes
 from tests.support.kafka import TopicReader
+from tests.support.settings import with_artifact
 from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration

@@ -35,8 +35,8 @@ from pawstream.settings import (
     Settings,
     WorkerSettings,
 )
-from tests.api.test_end_to_end import api_process
-from tests.conftest import jpeg_bytes, real_photos
+from tests.support.api import api_process
+from tests.support.images import jpeg_bytes, real_photos
 from tests.support.kafka import TopicReader
 from tests.support.netstubs import RecordingServer
 from tests.support.workers import running_worker

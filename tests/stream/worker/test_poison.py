@@ -15,8 +15,8 @@ import pytest
 
 from pawstream.schemas import DeadLetterReason, ImageEvent
 from pawstream.settings import Settings
-from tests.conftest import jpeg_bytes
 from tests.support.hanging_server import HangingServer, publish, requester, with_hanging_refs
+from tests.support.images import jpeg_bytes
 from tests.support.kafka import TopicReader
 from tests.support.workers import WorkerProcess, running_worker
 

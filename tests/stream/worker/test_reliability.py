@@ -16,8 +16,9 @@ import pytest
 
 from pawstream.settings import Settings
 from producers.publish import publish_images
-from tests.conftest import jpeg_bytes, real_photos, with_artifact
+from tests.support.images import jpeg_bytes, real_photos
 from tests.support.kafka import TopicReader
+from tests.support.settings import with_artifact
 from tests.support.workers import WorkerProcess, running_worker
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,9 @@ import pytest
 
 from pawstream.settings import Settings
 from producers.publish import publish_images
-from tests.conftest import jpeg_bytes, with_artifact
+from tests.support.images import jpeg_bytes
 from tests.support.kafka import TopicReader
+from tests.support.settings import with_artifact
 from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration

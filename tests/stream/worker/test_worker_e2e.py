@@ -16,7 +16,7 @@ from pawstream.kafka import producer_kwargs
 from pawstream.schemas import DeadLetterReason, ImageEvent, PredictionEvent
 from pawstream.settings import Settings
 from producers.publish import publish_images
-from tests.conftest import jpeg_bytes, real_photos
+from tests.support.images import jpeg_bytes, real_photos
 from tests.support.kafka import TopicReader
 from tests.support.workers import running_worker
 

@@ -27,8 +27,9 @@ from PIL import Image
 from pawstream.kafka import producer_kwargs
 from pawstream.schemas import DeadLetterReason, ImageEvent
 from pawstream.settings import Settings
-from tests.conftest import jpeg_bytes, with_artifact
+from tests.support.images import jpeg_bytes
 from tests.support.kafka import TopicReader
+from tests.support.settings import with_artifact
 from tests.support.workers import running_worker
 
 pytestmark = pytest.mark.integration
