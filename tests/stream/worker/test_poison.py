@@ -7,8 +7,6 @@ new one. Nothing in the product knows about the test.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from pawstream.settings import Settings
 from tests.support.hanging_server import HangingServer, publish, requester, with_hanging_refs
 from tests.support.images import jpeg_bytes
 from tests.support.kafka import TopicReader
+from tests.support.waiting import eventually_async
 from tests.support.workers import WorkerProcess, running_worker
 
 pytestmark = pytest.mark.integration
@@ -99,9 +98,12 @@ async def test_a_partition_handed_over_after_a_death_is_recovered_by_its_new_own
 
 async def until_ready(workers: list[WorkerProcess], timeout_s: float) -> None:
     """Until every worker has logged Faust's "Worker ready" (it has its first assignment)."""
-    deadline = time.monotonic() + timeout_s
-    while not all("Worker ready" in w.log_path.read_text(errors="replace") for w in workers):
+
+    def ready() -> bool:
+        if all("Worker ready" in w.log_path.read_text(errors="replace") for w in workers):
+            return True
         for w in workers:
             assert w.alive(), w.log_tail()
-        assert time.monotonic() < deadline, "the workers never became ready"
-        await asyncio.sleep(0.2)
+        return False
+
+    await eventually_async(ready, timeout_s, interval=0.2, message="the workers to become ready")
