@@ -108,6 +108,11 @@ def requester(workers: list[WorkerProcess], peer_port: int) -> WorkerProcess:
     raise AssertionError(f"no running worker has a connection from port {peer_port}")
 
 
+def small_images(prefix: str, n: int) -> list[ImageEvent]:
+    """``n`` events carrying small (64x64) generated JPEGs, with ids ``<prefix>-<i>``."""
+    return [ImageEvent(id=f"{prefix}-{i}", data=jpeg_bytes(i, (64, 64))) for i in range(n)]
+
+
 async def publish(settings: Settings, events: list[ImageEvent]) -> None:
     """Publish ``events`` in order, each acked by the broker, keyed by id."""
     await ensure_topics(settings)  # with the test's partition counts, not a broker default

@@ -45,6 +45,15 @@ def real_photos(n: int) -> list[Path]:
     return [p for pair in zip(cats, dogs, strict=False) for p in pair][:n]
 
 
+def jpeg_files(folder: Path, n: int, *, start: int = 0, size: tuple[int, int] = (320, 240)) -> list[Path]:
+    """``n`` distinct generated JPEGs (seeds ``start``..) as <folder>/NNNNN.jpg, in name order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{i:05d}.jpg" for i in range(start, start + n)]
+    for i, path in enumerate(paths, start):
+        path.write_bytes(jpeg_bytes(i, size))
+    return paths
+
+
 def labelled_jpegs(root: Path, n: int, size: Callable[[int], tuple[int, int]]) -> Path:
     """``n`` generated JPEGs in <root>/{cat,dog}/NNN.jpg (even i: cat), the i-th of ``size(i)``."""
     for i in range(n):

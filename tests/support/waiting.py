@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
@@ -88,12 +89,14 @@ class _Poll:
         self.last, self.error = value, None
         return bool(self.until(value) if self.until is not None else value)
 
-    def retries(self, exc: BaseException) -> bool:
-        """Whether ``exc`` means "not yet" (it is one of ``retry_on``) rather than a failure."""
-        if not isinstance(exc, self.retry_on):
-            return False
-        self.error = exc
-        return True
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        """One call of the predicate: an exception in ``retry_on`` means "not yet" and is kept for
+        the failure message; any other propagates (an empty tuple catches nothing)."""
+        try:
+            yield
+        except self.retry_on as exc:
+            self.error = exc
 
     def pause(self) -> float:
         """How long to sleep before the next attempt; raises once the deadline has passed."""
@@ -128,12 +131,8 @@ def eventually(
     """
     poll = _Poll(timeout_s, interval, message, until, retry_on)
     while True:
-        try:
+        with poll.attempt():
             value = predicate()
-        except BaseException as exc:
-            if not poll.retries(exc):
-                raise
-        else:
             if poll.accepts(value):
                 return value
         time.sleep(poll.pause())  # the polling interval of a deadline-bounded wait
@@ -175,14 +174,10 @@ async def eventually_async(
     """``eventually`` for async code: sleeps without blocking the loop, awaits an awaitable value."""
     poll = _Poll(timeout_s, interval, message, until, retry_on)
     while True:
-        try:
+        with poll.attempt():
             value = predicate()
             if inspect.isawaitable(value):
                 value = await value
-        except BaseException as exc:
-            if not poll.retries(exc):
-                raise
-        else:
             if poll.accepts(value):
                 return value
         await asyncio.sleep(poll.pause())

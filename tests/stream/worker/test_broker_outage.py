@@ -21,7 +21,7 @@ from pawstream.settings import KafkaSettings, Settings
 from pawstream.topics import topic_plan
 from producers.publish import publish_images
 from stream.worker.faust_app import EXIT_OUTPUT_FAILED
-from tests.support.images import jpeg_bytes
+from tests.support.images import jpeg_files
 from tests.support.kafka import TopicReader
 from tests.support.settings import with_artifact
 from tests.support.waiting import Deadline, eventually_async
@@ -33,13 +33,7 @@ OUTAGE_S = 10.0
 
 
 def _images(folder: Path, start: int, n: int) -> list[str]:
-    folder.mkdir(exist_ok=True)
-    paths = []
-    for i in range(start, start + n):
-        p = folder / f"{i:04d}.jpg"
-        p.write_bytes(jpeg_bytes(i, (96, 96)))
-        paths.append(str(p))
-    return paths
+    return [str(p) for p in jpeg_files(folder, n, start=start, size=(96, 96))]
 
 
 async def _predicted(settings: Settings, ids: set[str], timeout_s: float) -> None:

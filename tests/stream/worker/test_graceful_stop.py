@@ -14,8 +14,7 @@ import pytest
 
 from pawstream.schemas import ImageEvent
 from pawstream.settings import Settings
-from tests.support.hanging_server import HangingServer, publish, with_hanging_refs
-from tests.support.images import jpeg_bytes
+from tests.support.hanging_server import HangingServer, publish, small_images, with_hanging_refs
 from tests.support.kafka import TopicReader
 from tests.support.waiting import Deadline, eventually_async
 from tests.support.workers import WorkerProcess
@@ -27,7 +26,7 @@ async def test_sigterm_mid_batch_then_restart_loses_nothing(
     settings: Settings, hanging_http: HangingServer, tmp_path: Path
 ) -> None:
     settings = with_hanging_refs(settings, max_batch=32, max_wait_s=0.5)
-    events = [ImageEvent(id=f"img-{i}", data=jpeg_bytes(i, (64, 64))) for i in range(24)]
+    events = small_images("img", 24)
     stuck = ImageEvent(id="stuck-0", ref=hanging_http.url)
     events.insert(12, stuck)
     await publish(settings, events)

@@ -13,8 +13,7 @@ import pytest
 
 from pawstream.schemas import DeadLetterReason, ImageEvent
 from pawstream.settings import Settings
-from tests.support.hanging_server import HangingServer, publish, requester, with_hanging_refs
-from tests.support.images import jpeg_bytes
+from tests.support.hanging_server import HangingServer, publish, requester, small_images, with_hanging_refs
 from tests.support.kafka import TopicReader
 from tests.support.waiting import eventually_async
 from tests.support.workers import WorkerProcess, running_worker
@@ -29,7 +28,7 @@ async def test_an_image_that_kills_the_worker_twice_is_dead_lettered_as_poison(
     # them is handled one image at a time, and a partition finished before the poison's must not
     # be taken for the one in flight at the second death.
     settings = with_hanging_refs(settings, max_batch=16, max_wait_s=0.2)
-    good = [ImageEvent(id=f"good-{i}", data=jpeg_bytes(i, (64, 64))) for i in range(11)]
+    good = small_images("good", 11)
     poison = ImageEvent(id="poison-0", ref=hanging_http.url)
     await publish(settings, [*good[:5], poison, *good[5:]])
 
@@ -69,7 +68,7 @@ async def test_a_partition_handed_over_after_a_death_is_recovered_by_its_new_own
     """Two workers share the group: the one fetching the poison image dies, the other takes over
     its partitions, finds the unfinished batch in the markers, and the image ends as poison."""
     settings = with_hanging_refs(settings, max_batch=16, max_wait_s=0.2)
-    good = [ImageEvent(id=f"good-{i}", data=jpeg_bytes(i, (64, 64))) for i in range(11)]
+    good = small_images("good", 11)
     poison = ImageEvent(id="poison-0", ref=hanging_http.url)
     workers = [WorkerProcess(settings, tmp_path / f"{n}.log", n).start() for n in ("a", "b")]
     try:

@@ -16,7 +16,7 @@ import pytest
 
 from pawstream.settings import Settings
 from producers.publish import publish_images
-from tests.support.images import jpeg_bytes, real_photos
+from tests.support.images import jpeg_files, real_photos
 from tests.support.kafka import TopicReader
 from tests.support.settings import with_artifact
 from tests.support.waiting import Deadline
@@ -27,14 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 def _photos(tmp_path: Path, n: int) -> list[str]:
-    photos = [str(p) for p in real_photos(n)]
-    if len(photos) == n:
-        return photos
-    folder = tmp_path / "gen"
-    folder.mkdir(exist_ok=True)
-    for i in range(n):
-        (folder / f"{i:05d}.jpg").write_bytes(jpeg_bytes(i, (320, 240)))
-    return sorted(str(p) for p in folder.iterdir())
+    photos = real_photos(n)
+    return [str(p) for p in (photos if len(photos) == n else jpeg_files(tmp_path / "gen", n))]
 
 
 async def test_survivor_takes_over_when_one_of_two_workers_is_killed(
