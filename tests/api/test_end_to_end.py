@@ -4,57 +4,19 @@ look it up again, also after restarting the API (SQLite store)."""
 from __future__ import annotations
 
 import logging
-import signal
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from pawstream.broker import free_port
-from pawstream.processes import stop_process
 from pawstream.settings import Settings
-from stack.children import service_command, service_env
-from tests.api.conftest import with_api
-from tests.conftest import jpeg_bytes, real_photos
+from tests.support.api import api_process, with_api
+from tests.support.images import jpeg_bytes, real_photos
 from tests.support.workers import running_worker
 
 pytestmark = pytest.mark.integration
 logger = logging.getLogger(__name__)
-
-
-@contextmanager
-def api_process(settings: Settings, log_path: Path) -> Iterator[str]:
-    """`pawstream api` on a free port until the block ends (SIGTERM); yields its base URL."""
-    port = free_port()
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            service_command("api", "--port", str(port)),
-            env=service_env(settings),
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, f"api exited: {log_path.read_text()[-3000:]}"
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"api not ready: {log_path.read_text()[-3000:]}"
-            time.sleep(0.05)  # polling readiness under a deadline
-        yield base
-    finally:
-        # uvicorn shuts down gracefully, then re-raises SIGTERM: -15 is its normal exit.
-        assert stop_process(proc, 15.0) in (0, -signal.SIGTERM), log_path.read_text()[-3000:]
-        assert "Application shutdown complete" in log_path.read_text()
 
 
 def test_upload_a_photo_and_wait_for_its_prediction(api_settings: Settings, tmp_path: Path) -> None:

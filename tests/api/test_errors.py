@@ -12,8 +12,8 @@ import pytest
 
 from pawstream.broker import free_port
 from pawstream.settings import Settings
-from tests.api.conftest import serve, with_api
-from tests.conftest import jpeg_bytes
+from tests.support.api import serve, with_api
+from tests.support.images import jpeg_bytes
 from tests.support.kafka import TopicReader
 
 pytestmark = pytest.mark.integration

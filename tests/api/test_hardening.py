@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from typing import Any
 
 import httpx
@@ -24,8 +23,10 @@ from api.waiters import Waiters
 from pawstream.broker import free_port
 from pawstream.kafka import producer_kwargs
 from pawstream.settings import Settings
-from tests.api.conftest import REDIS_URL, dead_letter, prediction, send_results, serve, with_api
-from tests.conftest import jpeg_bytes
+from tests.support.api import REDIS_URL, serve, with_api
+from tests.support.events import dead_letter, prediction, send_results
+from tests.support.images import jpeg_bytes
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -284,10 +285,9 @@ async def test_unknown_result_versions_are_counted_logged_once_and_end_the_wait(
         r = await c.post("/v1/images", files={"file": ("a.jpg", jpeg_bytes(3), "image/jpeg")})
         image_id = r.json()["id"]
         waiting = asyncio.create_task(c.get(f"/v1/predictions/{image_id}?wait=5"))
-        deadline = time.monotonic() + 5
-        while len(api.state.waiters) == 0:  # the GET is parked on its waiter
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await eventually_async(
+            lambda: len(api.state.waiters), 5, interval=0.01, message="the GET to park on its waiter"
+        )
 
         newer = prediction(image_id).model_dump(mode="json")
         newer["v"] = 2
@@ -300,25 +300,27 @@ async def test_unknown_result_versions_are_counted_logged_once_and_end_the_wait(
         weird = {**dead_letter("x").model_dump(mode="json"), "v": "9" * 300, "id": None}
         await send_raw(api_settings, api_settings.topics.deadletters, weird)
         name = "pawstream_api_unknown_schema_version_records_total"
-        deadline = time.monotonic() + 10
-        while True:
+
+        async def counted() -> tuple[tuple[float, float], str]:  # the counts first: they show on a failure
             text = (await c.get("/metrics")).text
-            counted = (
+            return (
                 metric(text, name, kind="prediction", version="2"),
                 metric(text, name, kind="deadletter", version="other"),
-            )
-            if counted == (2, 1):
-                break
-            assert time.monotonic() < deadline, f"unknown versions counted: {counted}"
-            await asyncio.sleep(0.05)
+            ), text
+
+        _, text = await eventually_async(
+            counted, 10, until=lambda seen: seen[0] == (2, 1), message="unknown versions counted (2, 1)"
+        )
         assert label_values(text, "version") == {"2", "other"}
 
         # A prediction this API reads replaces the "unreadable" failure.
         await send_results(api_settings, prediction(image_id, "dog"))
-        deadline = time.monotonic() + 10
-        while (await c.get(f"/v1/predictions/{image_id}")).json()["status"] != "done":
-            assert time.monotonic() < deadline, "the v1 prediction did not replace the failure"
-            await asyncio.sleep(0.05)
+        await eventually_async(
+            lambda: c.get(f"/v1/predictions/{image_id}"),
+            10,
+            until=lambda r: r.json()["status"] == "done",
+            message="the v1 prediction to replace the failure",
+        )
 
     logged = [rec for rec in caplog.records if "unknown schema version" in rec.getMessage()]
     assert sorted((getattr(rec, "kind", ""), getattr(rec, "version", "")) for rec in logged) == [
@@ -426,13 +428,12 @@ async def test_result_records_the_parser_chokes_on_never_stall_the_consumer(api_
         await producer.stop()
     await send_results(api_settings, prediction("after-the-bad-ones"))
     async with serve(api_settings) as api:
-        deadline = time.monotonic() + 20
-        while True:  # the good record behind the bad ones is stored: the consumer did not stall
-            r = await api.client.get("/v1/predictions/after-the-bad-ones")
-            if r.status_code == 200:
-                break
-            assert time.monotonic() < deadline, r.text
-            await asyncio.sleep(0.05)
+        await eventually_async(  # the good record behind the bad ones is stored: the consumer did not stall
+            lambda: api.client.get("/v1/predictions/after-the-bad-ones"),
+            20,
+            until=lambda r: r.status_code == 200,
+            message="the good record behind the bad ones to be stored",
+        )
         assert (await api.client.get("/readyz")).status_code == 200
         assert (await api.client.get("/v1/predictions/early")).status_code == 404
 

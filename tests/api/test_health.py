@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
 from pawstream.settings import Settings
-from tests.api.conftest import serve, with_api
+from tests.support.api import serve, with_api
 
 pytestmark = pytest.mark.integration
 

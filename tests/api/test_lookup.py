@@ -9,9 +9,11 @@ import httpx
 import pytest
 
 from pawstream.settings import Settings
-from tests.api.conftest import dead_letter, prediction, send_results, serve
-from tests.conftest import jpeg_bytes
+from tests.support.api import serve
+from tests.support.events import dead_letter, prediction, send_results
+from tests.support.images import jpeg_bytes
 from tests.support.kafka import TopicReader
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -64,10 +66,12 @@ async def test_unknown_pending_done_and_failed(api_settings: Settings) -> None:
 
         # A dead letter never overrides a prediction; a newer prediction (a replay) does.
         await send_results(api_settings, dead_letter(image_id), prediction(image_id, "dog", 0.7))
-        deadline = time.monotonic() + 10
-        while (await c.get(f"/v1/predictions/{image_id}")).json()["prediction"]["label"] != "dog":
-            assert time.monotonic() < deadline, "replayed prediction never stored"
-            await asyncio.sleep(0.05)
+        await eventually_async(
+            lambda: c.get(f"/v1/predictions/{image_id}"),
+            10,
+            until=lambda r: r.json()["prediction"]["label"] == "dog",
+            message="the replayed prediction to be stored",
+        )
         assert (await c.get(f"/v1/predictions/{image_id}")).json()["status"] == "done"
 
         r = await c.get("/v1/predictions/bad%20id")
@@ -102,7 +106,8 @@ async def test_wait_runs_out_with_202(api_settings: Settings) -> None:
         # ?wait is capped by settings: wait_max_s is 5 here, so 3600 answers within ~5 s.
         image_id = r.json()["id"]
         get = asyncio.create_task(api.client.get(f"/v1/predictions/{image_id}?wait=3600"))
-        await asyncio.sleep(0.2)  # let the GET park on its waiter before the result exists
+        # the GET parks on its waiter before the result exists
+        await eventually_async(lambda: len(api.state.waiters), 5, message="the GET to park on its waiter")
         assert len(api.state.waiters) == 1
         await send_results(api_settings, prediction(image_id))
         r = await asyncio.wait_for(get, 10)

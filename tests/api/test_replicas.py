@@ -10,8 +10,10 @@ import time
 import pytest
 
 from pawstream.settings import Settings
-from tests.api.conftest import prediction, result_of, send_results, serve
-from tests.conftest import jpeg_bytes
+from tests.support.api import result_of, serve
+from tests.support.events import prediction, send_results
+from tests.support.images import jpeg_bytes
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +32,13 @@ async def test_two_replicas_share_results_and_wake_their_own_waiters(redis_setti
             asyncio.create_task(a.client.get(f"/v1/predictions/{image_id}?wait=5")),
             asyncio.create_task(b.client.get(f"/v1/predictions/{image_id}?wait=5")),
         ]
-        deadline = time.monotonic() + 5
-        while len(a.state.waiters) + len(b.state.waiters) < 2:  # both parked before the result exists
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await eventually_async(  # both parked before the result exists
+            lambda: len(a.state.waiters) + len(b.state.waiters),
+            5,
+            interval=0.01,
+            until=lambda parked: parked >= 2,
+            message="both GETs to park on their waiters",
+        )
 
         # Results spread over every partition; each replica must see each one.
         others = [f"other-{i}" for i in range(12)]
@@ -51,10 +56,13 @@ async def test_two_replicas_share_results_and_wake_their_own_waiters(redis_setti
                 assert r.status_code == 200, (other, r.text)
         # With a shared store a lookup may be served by the other replica's write: check directly
         # that each replica's own consumer read every record (all partitions).
-        deadline = time.monotonic() + 10
-        while min(a.state.consumer.records_read, b.state.consumer.records_read) < 13:
-            assert time.monotonic() < deadline, "a replica did not read every partition"
-            await asyncio.sleep(0.02)
+        await eventually_async(
+            lambda: min(a.state.consumer.records_read, b.state.consumer.records_read),
+            10,
+            interval=0.02,
+            until=lambda read: read >= 13,
+            message="each replica to read every partition (13 records)",
+        )
         assert len(a.state.consumer.partitions) == 2 * redis_settings.topics.output_partitions
 
 

@@ -30,7 +30,8 @@ from schemathesis.specs.openapi.checks import (
 
 from api.app import create_app
 from pawstream.settings import Settings
-from tests.api.conftest import with_api
+from tests.support.api import with_api
+from tests.support.waiting import eventually
 
 pytestmark = [
     pytest.mark.integration,
@@ -67,10 +68,12 @@ def api_schema(api_settings: Settings) -> Iterator[schemathesis.BaseSchema]:
     # Loading the schema starts the app's lifespan on schemathesis' own event-loop thread.
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG)
     with asgi.get_client(app) as client:
-        deadline = time.monotonic() + 20
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "API not ready"
-            time.sleep(0.05)  # polling readiness under a deadline
+        eventually(
+            lambda: client.get("/readyz"),
+            20,
+            until=lambda r: r.status_code == 200,
+            message="the API to be ready",
+        )
     yield schema
     asgi.shutdown_lifespans()
 

@@ -3,8 +3,6 @@ offsets stored with results, expiry."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +11,8 @@ import pytest
 from api.store import ResultStore, Status, StoredResult, StoreUnavailable
 from api.store.redis import RedisStore
 from api.store.sqlite import SqliteStore
-from tests.api.conftest import REDIS_URL
+from tests.support.api import REDIS_URL
+from tests.support.waiting import eventually_async
 
 
 def build(kind: str, tmp_path: Path, prefix: str, ttl_s: float) -> ResultStore:
@@ -76,10 +75,11 @@ async def test_results_expire(kind: str, tmp_path: Path, redis_prefix: str) -> N
         await s.apply([done("a", "cat")], {})
         await s.mark_pending("b")
         assert await s.get("a") is not None and await s.get("b") is not None
-        deadline = time.monotonic() + 5
-        while await s.get("a") is not None or await s.get("b") is not None:
-            assert time.monotonic() < deadline, "results did not expire"
-            await asyncio.sleep(0.05)
+
+        async def expired() -> bool:
+            return await s.get("a") is None and await s.get("b") is None
+
+        await eventually_async(expired, 5, message="the results to expire")
         await s.mark_pending("a")  # an expired id can be reused
         assert (await s.get("a")) == StoredResult("a", Status.PENDING, None)
     finally:

@@ -12,7 +12,7 @@ import pytest
 from bench.results import BenchResult
 from bench.run import BenchOptions, run_bench
 from pawstream.settings import Settings, WorkerSettings
-from tests.conftest import jpeg_bytes
+from tests.support.images import jpeg_bytes
 
 
 def _photo_folder(root: Path, per_label: int) -> Path:

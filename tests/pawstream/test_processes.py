@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from pawstream.processes import stop_process, wait_or_kill
-from tests.support.children import running, wait_until
+from tests.support.children import running
+from tests.support.waiting import eventually
 
 # Each child writes "ready" once its SIGTERM handler is in place, so the test never signals a
 # child that is still starting (whose default action would be to die at once).
@@ -90,7 +91,7 @@ def test_a_group_stop_leaves_no_grandchild(procs: list[subprocess.Popen[str]]) -
     grandchild = psutil.Process(int(line))
     assert stop_process(proc, 5.0, group=True) == 0  # the leader exited on SIGTERM ...
     # ... and the grandchild, which ignores SIGTERM, was SIGKILLed with the rest of the group.
-    wait_until(lambda: not running(grandchild), 10, "the grandchild to go")
+    eventually(lambda: not running(grandchild), 10, message="the grandchild to go")
 
 
 def test_a_single_process_stop_leaves_its_group_alone(procs: list[subprocess.Popen[str]]) -> None:

@@ -20,12 +20,13 @@ from pawstream.netpolicy import AddressPolicy
 from pawstream.references import FILE_REFUSED, ReferenceFetcher, ReferencePolicy, file_uri
 from pawstream.schemas import DeadLetterReason, EventError
 from pawstream.settings import ReferenceSettings
-from tests.conftest import jpeg_bytes
+from tests.support.images import jpeg_bytes
 from tests.support.netstubs import (
     LoopbackOnlyNetwork,
     RecordingServer,
     SeenRequest,
     StubResolver,
+    hostile_server,
     self_signed_tls,
 )
 
@@ -247,48 +248,8 @@ LOOPBACK = ["127.0.0.0/8"]
 
 @pytest.fixture
 async def server() -> AsyncIterator[RecordingServer]:
-    # The slow endpoint answers only when the fixture ends: past any client deadline.
-    released = asyncio.Event()
-
-    async def ok(_: web.Request) -> web.Response:
-        return web.Response(body=IMG, content_type="image/jpeg")
-
-    async def slow(_: web.Request) -> web.Response:
-        await released.wait()
-        return web.Response(body=IMG)
-
-    async def endless(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse()
-        await resp.prepare(request)
-        for _ in range(10_000):
-            await resp.write(b"\0" * 1024)
-        return resp
-
-    async def redirect(request: web.Request) -> web.Response:
-        raise web.HTTPFound(request.query["to"])
-
-    async def missing(_: web.Request) -> web.Response:
-        raise web.HTTPNotFound()
-
-    async def secret(_: web.Request) -> web.Response:
-        return web.Response(body=IMG, content_type="image/jpeg")
-
-    srv = RecordingServer(
-        [
-            web.get("/ok", ok),
-            web.get("/slow", slow),
-            web.get("/endless", endless),
-            web.get("/redirect", redirect),
-            web.get("/missing", missing),
-            web.get("/secret", secret),
-        ]
-    )
-    # A second loopback address on the same app: a redirect target the policy can refuse while a
-    # broken check would visibly reach it.
-    await srv.start("127.0.0.1", "127.0.0.2")
-    yield srv
-    released.set()
-    await srv.stop()
+    async with hostile_server(IMG, endless_chunk=b"\0" * 1024, endless_chunks=10_000) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,9 @@ from confluent_kafka import Consumer, TopicPartition
 from pawstream.kafka import confluent_config
 from pawstream.settings import Settings
 from stack.children import service_command, service_env
-from tests.conftest import jpeg_bytes, with_artifact
+from tests.support.images import jpeg_bytes
+from tests.support.settings import with_artifact
+from tests.support.waiting import Deadline
 from tests.support.workers import running_worker
 
 pytestmark = pytest.mark.integration
@@ -45,8 +46,9 @@ def _read_with_librdkafka(
             ]  # offset 0 = beginning
         )
         out: list[dict[str, object]] = []
-        deadline = time.monotonic() + timeout_s
-        while len(out) < want and time.monotonic() < deadline:
+        # A loop rather than `eventually`: each turn is a read (a poll that blocks up to 0.2 s).
+        deadline = Deadline(timeout_s)
+        while len(out) < want and not deadline.expired():
             msg = consumer.poll(0.2)
             if msg is None or msg.error():
                 continue

@@ -11,8 +11,9 @@ from pawstream.references import file_uri
 from pawstream.schemas import DeadLetterReason, ImageEvent
 from pawstream.settings import ReferenceSettings, Settings
 from producers.replay import replay_deadletters
-from tests.conftest import jpeg_bytes, with_artifact
+from tests.support.images import jpeg_bytes
 from tests.support.kafka import TopicReader
+from tests.support.settings import with_artifact
 from tests.support.workers import running_worker
 
 pytestmark = pytest.mark.integration

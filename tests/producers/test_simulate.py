@@ -20,7 +20,7 @@ from producers.simulate import (
     simulate,
     texture,
 )
-from tests.conftest import jpeg_bytes
+from tests.support.images import jpeg_bytes
 from tests.support.kafka import TopicReader
 
 

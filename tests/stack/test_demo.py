@@ -10,9 +10,9 @@ import psutil
 import pytest
 
 from stack.demo.sample import choose_sample
-from tests.conftest import jpeg_bytes
 from tests.support.children import running
 from tests.support.cli_process import CliProcess, stack_env
+from tests.support.images import jpeg_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 

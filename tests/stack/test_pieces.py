@@ -12,7 +12,7 @@ import pytest
 from stack.checks import PortInUse, PortPicker
 from stack.demo.sample import choose_sample, held_out
 from stack.plan import StackBusy, state_dir
-from tests.conftest import jpeg_bytes
+from tests.support.images import jpeg_bytes
 
 
 @pytest.fixture

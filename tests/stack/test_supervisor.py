@@ -16,7 +16,8 @@ import pytest
 from pawstream.broker import free_port
 from stack.checks import tcp_check
 from stack.supervisor import ChildSpec, StartupError, Supervisor
-from tests.support.children import FAIL, NEVER_READY, alive, server_argv, wait_until
+from tests.support.children import FAIL, NEVER_READY, alive, server_argv
+from tests.support.waiting import eventually
 
 
 def server(tmp: Path, name: str, tier: int, *, grandchild: bool = False, **kw: object) -> ChildSpec:
@@ -37,7 +38,7 @@ def test_start_and_stop_leave_no_process(tmp_path: Path) -> None:
     )
     with sup:
         # The broker's grandchild runs in a session of its own: only descendant tracking finds it.
-        wait_until(lambda: len(sup.all_pids()) >= 3, 10, "the grandchild to start")
+        eventually(lambda: len(sup.all_pids()) >= 3, 10, message="the grandchild to start")
         pids = sup.all_pids()
         assert all(alive(p) for p in pids)
     assert [p for p in pids if alive(p)] == []
@@ -81,7 +82,9 @@ def test_a_crashed_child_is_restarted(tmp_path: Path) -> None:
         first = sup.child("worker").pid
         assert first is not None
         psutil.Process(first).send_signal(signal.SIGKILL)
-        wait_until(lambda: any("is back" in n for n in notes), 15, "the worker to be restarted and ready")
+        eventually(
+            lambda: any("is back" in n for n in notes), 15, message="the worker to be restarted and ready"
+        )
         second = sup.child("worker").pid
         assert second is not None and second != first
         assert alive(second)
@@ -143,7 +146,7 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
         assert alive(child)
         owner.kill()
         owner.wait(10)
-        wait_until(lambda: not alive(child), 10, "the child to die with its supervisor")
+        eventually(lambda: not alive(child), 10, message="the child to die with its supervisor")
     finally:
         if owner.poll() is None:
             owner.kill()

@@ -11,8 +11,9 @@ import psutil
 import pytest
 
 from stack.plan import probe_image
-from tests.support.children import running, wait_until
+from tests.support.children import running
 from tests.support.cli_process import CliProcess, stack_env
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,7 +72,7 @@ def test_ctrl_c_while_starting_leaves_nothing(tiny_artifact: Path, tmp_path: Pat
             seen.update(up.descendants())
             return bool(workers(up))
 
-        wait_until(worker_started, 60, "a worker process")
+        eventually(worker_started, 60, message="a worker process")
         seen.update(up.descendants())
         up.interrupt()
         # 0 or 130 from the handler; -SIGINT when the interrupt lands outside it (e.g. during

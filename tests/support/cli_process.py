@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import psutil
 
 from pawstream.broker import free_port
 from stack.children import service_command, service_env
+from tests.support.waiting import Deadline
 
 # Execs the command line it is given in place, with SIGINT at its default: a test run started in
 # the background (`pytest &`) ignores SIGINT, and children would inherit that.
@@ -79,9 +79,11 @@ class CliProcess:
         return "".join(self.lines)
 
     def wait_for(self, text: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
+        # A loop rather than `eventually`: each turn does the reading (a drain that blocks up to
+        # 0.1 s for the next line), and an exited process ends the wait early.
+        deadline = Deadline(timeout_s)
         while text not in "".join(self.lines):
-            if time.monotonic() > deadline or (self.proc.poll() is not None and self._queue.empty()):
+            if deadline.expired() or (self.proc.poll() is not None and self._queue.empty()):
                 raise AssertionError(f"{text!r} did not appear in {timeout_s}s; output:\n{self.output}")
             self._drain(0.1)
 

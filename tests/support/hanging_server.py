@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,7 +16,8 @@ from pawstream.kafka import producer_kwargs
 from pawstream.schemas import ImageEvent
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
-from tests.conftest import jpeg_bytes
+from tests.support.images import jpeg_bytes
+from tests.support.waiting import eventually_async
 from tests.support.workers import WorkerProcess
 
 
@@ -34,12 +33,16 @@ class HangingServer:
 
     async def wait_for_arrival(self, worker: WorkerProcess, timeout_s: float) -> None:
         """Until the next request arrives; fails early if ``worker`` dies."""
-        deadline = time.monotonic() + timeout_s
-        while not self.arrived.is_set():
+
+        def arrived() -> bool:
+            if self.arrived.is_set():
+                return True
             assert worker.alive(), worker.log_tail()
-            assert time.monotonic() < deadline, f"the request never arrived\n{worker.log_tail()}"
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.arrived.wait(), 0.5)
+            return False
+
+        await eventually_async(
+            arrived, timeout_s, message=lambda: f"the request to arrive\n{worker.log_tail()}"
+        )
         self.arrived.clear()
 
 
@@ -103,6 +106,11 @@ def requester(workers: list[WorkerProcess], peer_port: int) -> WorkerProcess:
         ):
             return w
     raise AssertionError(f"no running worker has a connection from port {peer_port}")
+
+
+def small_images(prefix: str, n: int) -> list[ImageEvent]:
+    """``n`` events carrying small (64x64) generated JPEGs, with ids ``<prefix>-<i>``."""
+    return [ImageEvent(id=f"{prefix}-{i}", data=jpeg_bytes(i, (64, 64))) for i in range(n)]
 
 
 async def publish(settings: Settings, events: list[ImageEvent]) -> None:

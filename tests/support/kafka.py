@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pawstream.kafka import consumer_kwargs
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
+from tests.support.waiting import Deadline, eventually_async
 
 
 @dataclass
@@ -32,14 +31,16 @@ class TopicReader:
             **kw, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
         )
         await self._consumer.start()
-        deadline = time.monotonic() + 30
-        parts = self._consumer.partitions_for_topic(self.topic)
-        while not parts:  # metadata for a just-created topic may lag behind
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topic {self.topic} has no partitions")
-            await self._consumer.topics()  # refreshes cluster metadata
-            await asyncio.sleep(0.05)
-            parts = self._consumer.partitions_for_topic(self.topic)
+        consumer = self._consumer
+
+        async def partitions() -> set[int]:
+            # Metadata for a just-created topic may lag behind: refresh it until the topic shows.
+            parts = consumer.partitions_for_topic(self.topic)
+            if not parts:
+                await consumer.topics()  # refreshes cluster metadata
+            return parts or set()
+
+        parts = await eventually_async(partitions, 30, message=f"topic {self.topic} to have partitions")
         tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
@@ -65,13 +66,14 @@ class TopicReader:
     async def wait_until(
         self, cond: Callable[[list[dict[str, Any]]], bool], timeout_s: float, what: str
     ) -> None:
-        """Poll until ``cond(records)`` holds; fail with ``what`` after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
+        """Poll until ``cond(records)`` holds; fail with ``what`` after ``timeout_s``.
+
+        A loop rather than ``eventually_async``: each turn is the reading itself (a fetch that
+        blocks up to 0.2 s), and the failure reports how many records arrived.
+        """
+        deadline = Deadline(timeout_s)
         while not cond(self.records):
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout_s}s waiting for {what}; have {len(self.records)}"
-                )
+            deadline.check(lambda: f"{what}; have {len(self.records)}")
             await self.poll()
 
     def ids(self) -> set[str]:

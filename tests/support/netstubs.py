@@ -11,9 +11,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -104,6 +106,61 @@ class RecordingServer:
 
     async def stop(self) -> None:
         await self.runner.cleanup()
+
+
+@asynccontextmanager
+async def hostile_server(
+    image: bytes, *, endless_chunk: bytes, endless_chunks: int
+) -> AsyncIterator[RecordingServer]:
+    """A recording server on 127.0.0.1 and 127.0.0.2 with the endpoints reference tests aim at.
+
+    /ok and /secret serve ``image``; /slow answers only when the block ends (past any client
+    deadline); /endless streams ``endless_chunk`` ``endless_chunks`` times; /redirect?to=URL
+    redirects; /missing is a 404; /html is not an image. The second loopback address is a
+    redirect target the policy can refuse while a broken check would visibly reach it.
+    """
+    released = asyncio.Event()
+
+    async def ok(_: web.Request) -> web.Response:
+        return web.Response(body=image, content_type="image/jpeg")
+
+    async def slow(_: web.Request) -> web.Response:
+        await released.wait()
+        return web.Response(body=image)
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for _ in range(endless_chunks):
+            await resp.write(endless_chunk)
+        return resp
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["to"])
+
+    async def missing(_: web.Request) -> web.Response:
+        raise web.HTTPNotFound()
+
+    async def html(_: web.Request) -> web.Response:
+        return web.Response(text="<html>not an image</html>", content_type="text/html")
+
+    server = RecordingServer(
+        [
+            web.get("/ok", ok),
+            web.get("/secret", ok),
+            web.get("/slow", slow),
+            web.get("/endless", endless),
+            web.get("/redirect", redirect),
+            web.get("/missing", missing),
+            web.get("/html", html),
+        ]
+    )
+    await server.start("127.0.0.1", "127.0.0.2")
+    try:
+        yield server
+    finally:
+        released.set()
+        await server.stop()
 
 
 def self_signed_tls(hostname: str, folder: Path) -> tuple[ssl.SSLContext, ssl.SSLContext, list[str]]:

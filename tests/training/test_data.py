@@ -9,20 +9,13 @@ import torch
 
 from pawstream.vision.artifact import read_meta
 from pawstream.vision.predictor import Predictor
-from tests.conftest import jpeg_bytes, real_photos
+from tests.support.images import jpeg_bytes, real_photos
+from tests.support.training import make_source
 from training import prepare
 from training.data import DataChangedError, ImageBytesDataset, Item, read_manifest, read_summary, sha256_hex
 from training.params import PrepareParams
 
 MAX_PIXELS = 40_000_000
-
-
-def make_source(root: Path, n: int = 40) -> Path:
-    for i in range(n):
-        label = "cat" if i % 2 == 0 else "dog"
-        (root / label).mkdir(parents=True, exist_ok=True)
-        (root / label / f"{i:03d}.jpg").write_bytes(jpeg_bytes(i, (64 + i, 48)))
-    return root
 
 
 def test_prepare_rejects_with_reasons_and_splits_stratified(tmp_path: Path) -> None:

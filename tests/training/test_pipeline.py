@@ -22,7 +22,7 @@ import yaml
 
 from pawstream.vision.artifact import PROFILE_FILE, read_meta
 from pawstream.vision.predictor import Predictor
-from tests.conftest import jpeg_bytes
+from tests.support.images import jpeg_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 STAGES = ["prepare", "features", "train", "evaluate", "export"]

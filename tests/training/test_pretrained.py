@@ -18,7 +18,7 @@ from pawstream.vision.pretrained import (
 )
 from pawstream.vision.transforms import create_transform, image_to_tensor
 from pawstream.vision.tv import torchvision
-from tests.conftest import real_photos
+from tests.support.images import real_photos
 
 
 def _random_resnet18_file(path: Path) -> Path:

@@ -8,7 +8,7 @@ import pytest
 
 from pawstream.settings import TrainingSettings
 from pawstream.vision.models import build_model
-from tests.training.test_data import make_source
+from tests.support.training import make_source
 from training import mlflow_utils, prepare
 from training.params import PrepareParams, TrainParams
 from training.train import History, train_full

@@ -16,7 +16,8 @@ from pawstream.schemas import DeadLetterReason, EventError
 from pawstream.vision.artifact import InputConfig
 from pawstream.vision.decode import decode_cost, load_rgb
 from pawstream.vision.transforms import EvalTransform, create_transform, image_to_tensor
-from tests.pawstream.vision.test_transforms import _photo, _torchvision_eval
+from tests.support.images import photo
+from tests.support.vision import torchvision_eval
 
 CFG = InputConfig(size=224, resize=256, mean=(0.5,) * 3, std=(0.5,) * 3)
 
@@ -84,7 +85,7 @@ def test_extreme_shapes_give_the_models_input_without_a_huge_resize() -> None:
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "RGB", "L"])
 def test_every_mode_reduces_like_its_plain_rgb_conversion(mode: str) -> None:
     """RGBA is reduced band by band (no full-size RGB copy): the same pixels as converting first."""
-    rgb = _photo((3001, 2003), seed=4)
+    rgb = photo((3001, 2003), seed=4)
     img = rgb.convert(mode) if mode != "RGBA" else Image.merge("RGBA", [*rgb.split(), rgb.getchannel("G")])
     ours = load_rgb(encode(img), draft_size=256, max_pixels=10**8)
     assert ours.size == (1501, 1002)  # 2003 // 768 = 2
@@ -113,16 +114,16 @@ def test_ordinary_photos_are_bit_identical_to_torchvision_after_the_bounded_deco
     size: tuple[int, int],
 ) -> None:
     """Crop and reduce never touch an ordinary photo: the model's inputs are unchanged."""
-    img = _photo(size, seed=sum(size))
+    img = photo(size, seed=sum(size))
     ours = image_to_tensor(encode(img), CFG, create_transform(CFG, is_training=False), max_pixels=10**8)
-    assert torch.equal(ours, _torchvision_eval(CFG)(img))  # type: ignore[operator]
+    assert torch.equal(ours, torchvision_eval(CFG)(img))  # type: ignore[operator]
 
 
 def test_reduced_large_images_stay_close_to_the_direct_resize() -> None:
     """A 6000x4000 image is box-reduced by 5 before the resize: within a few grey levels."""
-    img = _photo((6000, 4000), seed=6)
+    img = photo((6000, 4000), seed=6)
     ours = image_to_tensor(encode(img), CFG, create_transform(CFG, is_training=False), max_pixels=10**8)
-    direct = _torchvision_eval(CFG)(img)  # type: ignore[operator]
+    direct = torchvision_eval(CFG)(img)  # type: ignore[operator]
     grey = (ours - direct).abs() * 0.5 * 255
     assert float(grey.max()) <= 6 and float(grey.mean()) < 0.5
 

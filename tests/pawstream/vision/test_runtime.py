@@ -21,7 +21,7 @@ from pawstream.vision.predictor import Predictor
 from pawstream.vision.runtime import RUNTIMES, build_runner, cache_path
 from stream.worker.processor import BatchProcessor, Record
 from stream.worker.worker_metrics import WorkerMetrics
-from tests.conftest import jpeg_bytes
+from tests.support.images import jpeg_bytes
 
 MAX_PIXELS = 10_000_000
 

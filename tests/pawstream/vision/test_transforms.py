@@ -10,42 +10,12 @@ import numpy as np
 import psutil
 import pytest
 import torch
-from PIL import Image
 
 from pawstream.vision.artifact import IMAGENET_MEAN, IMAGENET_STD, InputConfig
 from pawstream.vision.decode import load_rgb
 from pawstream.vision.transforms import EvalTransform, create_transform, image_to_tensor
-from pawstream.vision.tv import torchvision
-
-
-def _photo(size: tuple[int, int], seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    # smooth gradients plus noise: resampling has real work to do, unlike a flat colour
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)), ((xx + yy) % 256)], axis=-1)
-    noisy = np.clip(base + rng.integers(-40, 40, base.shape), 0, 255).astype(np.uint8)
-    return Image.fromarray(noisy, "RGB")
-
-
-def _torchvision_eval(cfg: InputConfig, *, on_pil: bool = False) -> object:
-    """torchvision's eval pipeline on uint8 tensors (or, ``on_pil``, resizing with Pillow)."""
-    v2 = torchvision().transforms.v2
-    interp = v2.InterpolationMode(cfg.interpolation)
-    resize = [
-        v2.Resize(cfg.resize, interpolation=interp, antialias=True),
-        v2.CenterCrop(cfg.size),
-        v2.PILToTensor(),
-    ]
-    if not on_pil:  # torchvision's tensor path: the same uint8 resize kernel as ours
-        resize = [v2.PILToTensor(), *resize[:2]]
-    return v2.Compose(
-        [
-            *resize,
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean=list(cfg.mean), std=list(cfg.std)),
-        ]
-    )
+from tests.support.images import photo
+from tests.support.vision import torchvision_eval
 
 
 @pytest.mark.parametrize(
@@ -61,21 +31,21 @@ def _torchvision_eval(cfg: InputConfig, *, on_pil: bool = False) -> object:
     ],
 )
 def test_eval_transform_is_bit_identical_to_torchvision(size: tuple[int, int], cfg: InputConfig) -> None:
-    img = _photo(size, seed=sum(size))
+    img = photo(size, seed=sum(size))
     ours = create_transform(cfg, is_training=False)(img)
-    reference = _torchvision_eval(cfg)(img)  # type: ignore[operator]
+    reference = torchvision_eval(cfg)(img)  # type: ignore[operator]
     assert ours.dtype == torch.float32 and ours.shape == (3, cfg.size, cfg.size)
     assert ours.is_contiguous()
     assert torch.equal(ours, reference)
     # and within one grey level of Pillow's own resize (the path the artifact used to be trained on)
-    pil = _torchvision_eval(cfg, on_pil=True)(img)  # type: ignore[operator]
+    pil = torchvision_eval(cfg, on_pil=True)(img)  # type: ignore[operator]
     one_level = 1 / 255 / min(cfg.std) + 1e-6
     assert float((ours - pil).abs().max()) <= one_level
 
 
 def test_training_transform_augments_and_keeps_the_same_tail() -> None:
     cfg = InputConfig(size=64, resize=72)
-    img = _photo((300, 200), seed=1)
+    img = photo((300, 200), seed=1)
     torch.manual_seed(0)
     a = create_transform(cfg, is_training=True)(img)
     b = create_transform(cfg, is_training=True)(img)
@@ -100,7 +70,7 @@ def test_decode_stage_in_a_pool_thread_starts_no_openmp_threads() -> None:
     torch.ones(1 << 20).add_(1)  # the main thread's own OpenMP team exists before we count
     cfg = InputConfig()
     buf = io.BytesIO()
-    _photo((640, 480), seed=3).save(buf, "JPEG")
+    photo((640, 480), seed=3).save(buf, "JPEG")
     data = buf.getvalue()
     transform = EvalTransform(cfg)
 

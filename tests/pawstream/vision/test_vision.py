@@ -14,7 +14,7 @@ from pawstream.vision.decode import load_rgb, sniff_content_type
 from pawstream.vision.models import build_model
 from pawstream.vision.predictor import Predictor
 from pawstream.vision.transforms import create_transform, image_to_tensor
-from tests.conftest import jpeg_bytes
+from tests.support.images import jpeg_bytes
 
 
 @pytest.fixture(scope="module")

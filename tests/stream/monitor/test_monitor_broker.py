@@ -34,6 +34,7 @@ from pawstream.topics import ensure_topics
 from stack.children import service_command, service_env
 from tests.support import monitor_events as synth
 from tests.support.kafka import TopicReader
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -146,16 +147,24 @@ async def _wait_committed(
     await admin.start()
     try:
         ends = await offsets.end_offsets(consumer, tps)
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        async def behind() -> dict[str, int]:
             committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-            behind = {str(tp): ends[tp] - (committed[tp].offset if tp in committed else -1) for tp in tps}
-            if all(v <= 0 for v in behind.values()):
-                return
-            if time.monotonic() > deadline or proc.poll() is not None:
-                tail = log.read_bytes()[-3000:].decode(errors="replace")  # noqa: ASYNC240 - test diagnostics
-                raise AssertionError(f"monitor did not catch up: behind {behind}\n{tail}")
-            await asyncio.sleep(0.2)  # polling interval of a deadline-bounded wait
+            lag = {str(tp): ends[tp] - (committed[tp].offset if tp in committed else -1) for tp in tps}
+            if any(v > 0 for v in lag.values()) and proc.poll() is not None:
+                raise AssertionError(f"monitor exited: behind {lag}\n{tail()}")
+            return lag
+
+        def tail() -> str:
+            return log.read_bytes()[-3000:].decode(errors="replace")
+
+        await eventually_async(
+            behind,
+            timeout_s,
+            interval=0.2,
+            until=lambda lag: all(v <= 0 for v in lag.values()),
+            message=lambda: f"the monitor to catch up (committed offsets behind the ends)\n{tail()}",
+        )
     finally:
         await admin.close()
         await consumer.stop()

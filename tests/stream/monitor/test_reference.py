@@ -11,7 +11,7 @@ from pawstream.vision.artifact import PROFILE_FILE
 from stream.monitor import stats
 from stream.monitor.drift import DriftMonitor
 from stream.monitor.reference import load_profile
-from tests.support.factories import make_artifact
+from tests.support.artifacts import make_artifact
 from training.profile import reference_profile
 
 

@@ -10,7 +10,6 @@ What the README's failure table claims, checked as stated:
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,10 @@ from pawstream.settings import KafkaSettings, Settings
 from pawstream.topics import topic_plan
 from producers.publish import publish_images
 from stream.worker.faust_app import EXIT_OUTPUT_FAILED
-from tests.conftest import jpeg_bytes, with_artifact
+from tests.support.images import jpeg_files
 from tests.support.kafka import TopicReader
+from tests.support.settings import with_artifact
+from tests.support.waiting import Deadline, eventually_async
 from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -32,13 +33,7 @@ OUTAGE_S = 10.0
 
 
 def _images(folder: Path, start: int, n: int) -> list[str]:
-    folder.mkdir(exist_ok=True)
-    paths = []
-    for i in range(start, start + n):
-        p = folder / f"{i:04d}.jpg"
-        p.write_bytes(jpeg_bytes(i, (96, 96)))
-        paths.append(str(p))
-    return paths
+    return [str(p) for p in jpeg_files(folder, n, start=start, size=(96, 96))]
 
 
 async def _predicted(settings: Settings, ids: set[str], timeout_s: float) -> None:
@@ -49,12 +44,21 @@ async def _predicted(settings: Settings, ids: set[str], timeout_s: float) -> Non
 async def _topics_exist(settings: Settings, names: set[str], worker: WorkerProcess, timeout_s: float) -> None:
     admin = AIOKafkaAdminClient(**aiokafka_common(settings.kafka))
     await admin.start()
-    try:
-        deadline = time.monotonic() + timeout_s
-        while missing := names - set(await admin.list_topics()):
+
+    async def missing() -> set[str]:
+        gone = names - set(await admin.list_topics())
+        if gone:
             assert worker.alive(), worker.log_tail()
-            assert time.monotonic() < deadline, f"topics never re-created: {sorted(missing)}"
-            await asyncio.sleep(0.25)
+        return gone
+
+    try:
+        await eventually_async(
+            missing,
+            timeout_s,
+            interval=0.25,
+            until=lambda gone: not gone,
+            message="the topics to be re-created",
+        )
     finally:
         await admin.close()
 
@@ -73,18 +77,19 @@ async def test_worker_exits_for_restart_after_broker_outage(
             await _predicted(settings, set(before.published), 90)
 
             broker.stop()
-            outage_end = time.monotonic() + OUTAGE_S
-            while time.monotonic() < outage_end:  # README: "the worker rides it out"
+            # A loop rather than `eventually_async`: the worker must stay alive for the whole outage.
+            outage = Deadline(OUTAGE_S)
+            while not outage.expired():  # README: "the worker rides it out"
                 assert worker.alive(), f"the worker exited during the outage\n{worker.log_tail()}"
                 await asyncio.sleep(0.25)
             broker = LocalBroker(port=broker.port).start()
 
-            deadline = time.monotonic() + 60
-            while worker.alive():
-                assert time.monotonic() < deadline, (
-                    "worker neither exited nor failed after the broker came back"
-                )
-                await asyncio.sleep(0.25)
+            await eventually_async(
+                lambda: not worker.alive(),
+                60,
+                interval=0.25,
+                message="the worker to exit (or fail) after the broker came back",
+            )
             assert worker.returncode == EXIT_OUTPUT_FAILED, worker.log_tail()
             assert "input topic vanished" in worker.log_path.read_text(), "not the watchdog's exit"
         finally:

@@ -7,19 +7,16 @@ letter: an image acked without an output would be missing for good.
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pawstream.schemas import ImageEvent
 from pawstream.settings import Settings
-from tests.conftest import jpeg_bytes
-from tests.support.hanging_server import HangingServer, publish, with_hanging_refs
+from tests.support.hanging_server import HangingServer, publish, small_images, with_hanging_refs
 from tests.support.kafka import TopicReader
+from tests.support.waiting import Deadline, eventually_async
 from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -29,7 +26,7 @@ async def test_sigterm_mid_batch_then_restart_loses_nothing(
     settings: Settings, hanging_http: HangingServer, tmp_path: Path
 ) -> None:
     settings = with_hanging_refs(settings, micro_batch_max=32, max_wait_s=0.5)
-    events = [ImageEvent(id=f"img-{i}", data=jpeg_bytes(i, (64, 64))) for i in range(24)]
+    events = small_images("img", 24)
     stuck = ImageEvent(id="stuck-0", ref=hanging_http.url)
     events.insert(12, stuck)
     await publish(settings, events)
@@ -44,21 +41,22 @@ async def test_sigterm_mid_batch_then_restart_loses_nothing(
             await hanging_http.wait_for_arrival(first, 120)
             assert first.proc is not None
             first.proc.send_signal(signal.SIGTERM)  # a batch is surely in flight: it waits on `stuck`
-            await until(
-                lambda: "Signal received: 15" in first.log_path.read_text(), 30, "the SIGTERM handled"
+            await eventually_async(
+                lambda: "Signal received: 15" in first.log_path.read_text(), 30, message="the SIGTERM handled"
             )
             assert first.alive()  # a graceful stop waits for the batch in flight (Faust's wait_empty)
             hanging_http.release.set()  # ... which can now finish during the shutdown
-            await until(lambda: not first.alive(), 60, "the worker to stop on its own")
+            await eventually_async(lambda: not first.alive(), 60, message="the worker to stop on its own")
             assert first.returncode == 0, first.log_tail()
         finally:
             first.kill()
 
         second = WorkerProcess(settings, tmp_path / "second.log", "second").start()
         try:
-            deadline = time.monotonic() + 120
+            # A loop rather than `eventually_async`: each turn reads both topics (each read blocks).
+            deadline = Deadline(120)
             while missing := published - outputs(preds, dead):
-                assert time.monotonic() < deadline, f"no output for {sorted(missing)}\n{second.log_tail()}"
+                deadline.check(lambda: f"output for {sorted(missing)}\n{second.log_tail()}")
                 await preds.poll()
                 await dead.poll()
             assert second.alive(), second.log_tail()
@@ -66,13 +64,6 @@ async def test_sigterm_mid_batch_then_restart_loses_nothing(
             second.stop()
     # The batch in flight at SIGTERM was finished and emitted by the stopping worker itself.
     assert ("first", stuck.id) in {(x["worker"], x["id"]) for x in preds.records}
-
-
-async def until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s}s waiting for {what}"
-        await asyncio.sleep(0.1)
 
 
 def outputs(preds: TopicReader, dead: TopicReader) -> set[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -12,7 +11,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from PIL import Image
 
@@ -21,9 +19,10 @@ from pawstream.kafka import producer_kwargs
 from pawstream.references import file_uri
 from pawstream.schemas import DeadLetterReason, ImageEvent
 from pawstream.settings import ReferenceSettings, Settings
-from tests.conftest import jpeg_bytes, with_artifact
+from tests.support.images import jpeg_bytes
 from tests.support.kafka import TopicReader
-from tests.support.netstubs import RecordingServer
+from tests.support.netstubs import RecordingServer, hostile_server
+from tests.support.settings import with_artifact
 from tests.support.workers import running_worker
 
 pytestmark = pytest.mark.integration
@@ -37,43 +36,8 @@ async def hostile_http() -> AsyncIterator[RecordingServer]:
     The tests allow 127.0.0.1/32 at most, so 127.0.0.2 stands in for a refused address: a broken
     check would reach this server (and be recorded) instead of a real private or metadata address.
     """
-    # The slow endpoint answers only when the fixture ends: past any client deadline.
-    released = asyncio.Event()
-
-    async def ok(_: web.Request) -> web.Response:
-        return web.Response(body=jpeg_bytes(1), content_type="image/jpeg")
-
-    async def slow(_: web.Request) -> web.Response:
-        await released.wait()
-        return web.Response(body=jpeg_bytes(1))
-
-    async def endless(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse()
-        await resp.prepare(request)
-        for _ in range(100_000):
-            await resp.write(b"\xff" * 4096)
-        return resp
-
-    async def html(_: web.Request) -> web.Response:
-        return web.Response(text="<html>not an image</html>", content_type="text/html")
-
-    async def redirect(request: web.Request) -> web.Response:
-        raise web.HTTPFound(request.query["to"])
-
-    server = RecordingServer(
-        [
-            web.get("/ok", ok),
-            web.get("/secret", ok),
-            web.get("/slow", slow),
-            web.get("/endless", endless),
-            web.get("/html", html),
-            web.get("/redirect", redirect),
-        ]
-    )
-    await server.start("127.0.0.1", "127.0.0.2")
-    yield server
-    released.set()
-    await server.stop()
+    async with hostile_server(jpeg_bytes(1), endless_chunk=b"\xff" * 4096, endless_chunks=100_000) as server:
+        yield server
 
 
 def _redirect(server: RecordingServer, target: str) -> str:

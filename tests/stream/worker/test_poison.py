@@ -7,17 +7,15 @@ new one. Nothing in the product knows about the test.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 
 import pytest
 
 from pawstream.schemas import DeadLetterReason, ImageEvent
 from pawstream.settings import Settings
-from tests.conftest import jpeg_bytes
-from tests.support.hanging_server import HangingServer, publish, requester, with_hanging_refs
+from tests.support.hanging_server import HangingServer, publish, requester, small_images, with_hanging_refs
 from tests.support.kafka import TopicReader
+from tests.support.waiting import eventually_async
 from tests.support.workers import WorkerProcess, running_worker
 
 pytestmark = pytest.mark.integration
@@ -30,7 +28,7 @@ async def test_an_image_that_kills_the_worker_twice_is_dead_lettered_as_poison(
     # them is handled one image at a time, and a partition finished before the poison's must not
     # be taken for the one in flight at the second death.
     settings = with_hanging_refs(settings, micro_batch_max=16, max_wait_s=0.2)
-    good = [ImageEvent(id=f"good-{i}", data=jpeg_bytes(i, (64, 64))) for i in range(11)]
+    good = small_images("good", 11)
     poison = ImageEvent(id="poison-0", ref=hanging_http.url)
     await publish(settings, [*good[:5], poison, *good[5:]])
 
@@ -70,7 +68,7 @@ async def test_a_partition_handed_over_after_a_death_is_recovered_by_its_new_own
     """Two workers share the group: the one fetching the poison image dies, the other takes over
     its partitions, finds the unfinished batch in the markers, and the image ends as poison."""
     settings = with_hanging_refs(settings, micro_batch_max=16, max_wait_s=0.2)
-    good = [ImageEvent(id=f"good-{i}", data=jpeg_bytes(i, (64, 64))) for i in range(11)]
+    good = small_images("good", 11)
     poison = ImageEvent(id="poison-0", ref=hanging_http.url)
     workers = [WorkerProcess(settings, tmp_path / f"{n}.log", n).start() for n in ("a", "b")]
     try:
@@ -99,9 +97,12 @@ async def test_a_partition_handed_over_after_a_death_is_recovered_by_its_new_own
 
 async def until_ready(workers: list[WorkerProcess], timeout_s: float) -> None:
     """Until every worker has logged Faust's "Worker ready" (it has its first assignment)."""
-    deadline = time.monotonic() + timeout_s
-    while not all("Worker ready" in w.log_path.read_text(errors="replace") for w in workers):
+
+    def ready() -> bool:
+        if all("Worker ready" in w.log_path.read_text(errors="replace") for w in workers):
+            return True
         for w in workers:
             assert w.alive(), w.log_tail()
-        assert time.monotonic() < deadline, "the workers never became ready"
-        await asyncio.sleep(0.2)
+        return False
+
+    await eventually_async(ready, timeout_s, interval=0.2, message="the workers to become ready")

@@ -18,7 +18,7 @@ from pawstream.settings import Settings
 from pawstream.vision.predictor import BatchOutput, Predictor
 from stream.worker.processor import BatchProcessor, Record
 from stream.worker.worker_metrics import WorkerMetrics
-from tests.conftest import jpeg_bytes
+from tests.support.images import jpeg_bytes
 
 
 class ThreadRecordingPredictor(Predictor):

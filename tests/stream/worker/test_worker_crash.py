@@ -16,8 +16,9 @@ import pytest
 
 from pawstream.settings import Settings
 from producers.publish import publish_images
-from tests.conftest import jpeg_bytes, with_artifact
+from tests.support.images import jpeg_files
 from tests.support.kafka import TopicReader
+from tests.support.settings import with_artifact
 from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -26,13 +27,7 @@ logger = logging.getLogger(__name__)
 
 def generated_photos(folder: Path, n: int) -> list[str]:
     """``n`` distinct JPEGs of photo size (320x240): the test needs no shared data set."""
-    folder.mkdir()
-    paths = []
-    for i in range(n):
-        path = folder / f"{i:05d}.jpg"
-        path.write_bytes(jpeg_bytes(i, (320, 240)))
-        paths.append(str(path))
-    return paths
+    return [str(p) for p in jpeg_files(folder, n)]
 
 
 async def test_sigkill_mid_run_then_restart_loses_nothing(

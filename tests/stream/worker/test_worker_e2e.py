@@ -16,7 +16,7 @@ from pawstream.kafka import producer_kwargs
 from pawstream.schemas import DeadLetterReason, ImageEvent, PredictionEvent
 from pawstream.settings import Settings
 from producers.publish import publish_images
-from tests.conftest import jpeg_bytes, real_photos
+from tests.support.images import jpeg_bytes, jpeg_files, real_photos
 from tests.support.kafka import TopicReader
 from tests.support.workers import running_worker
 
@@ -25,14 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def _photos(tmp_path: Path, n: int) -> list[Path]:
-    photos = real_photos(n)
-    if photos:
-        return photos
-    folder = tmp_path / "generated"
-    folder.mkdir()
-    for i in range(n):
-        (folder / f"{i:04d}.jpg").write_bytes(jpeg_bytes(i, (320, 240)))
-    return sorted(folder.iterdir())
+    return real_photos(n) or jpeg_files(tmp_path / "generated", n)
 
 
 async def _send_raw(settings: Settings, items: list[tuple[bytes, bytes]]) -> None:

@@ -27,8 +27,10 @@ from PIL import Image
 from pawstream.kafka import producer_kwargs
 from pawstream.schemas import DeadLetterReason, ImageEvent
 from pawstream.settings import Settings
-from tests.conftest import jpeg_bytes, with_artifact
+from tests.support.images import jpeg_bytes
 from tests.support.kafka import TopicReader
+from tests.support.settings import with_artifact
+from tests.support.waiting import Deadline
 from tests.support.workers import running_worker
 
 pytestmark = pytest.mark.integration
@@ -195,9 +197,10 @@ async def test_worker_peak_rss_stays_bounded_through_large_and_extreme_images(
                 def settled(_: object) -> bool:
                     return len(preds.ids() | dead.ids()) >= len(cases) + 1 or not worker.alive()
 
-                deadline = time.monotonic() + 300
+                # A loop rather than `eventually_async`: each turn reads both topics (each read blocks).
+                deadline = Deadline(300)
                 while not settled(None):
-                    assert time.monotonic() < deadline, f"timed out; worker log:\n{worker.log_tail()}"
+                    deadline.check(lambda: f"every case settled; worker log:\n{worker.log_tail()}")
                     await preds.poll(0.1)
                     await dead.poll(0.1)
         peak_mb = sampler.peak_mb

@@ -9,8 +9,9 @@ import pytest
 
 from pawstream.settings import Settings
 from producers.publish import publish_images
-from tests.conftest import jpeg_bytes, with_artifact
+from tests.support.images import jpeg_files
 from tests.support.kafka import TopicReader
+from tests.support.settings import with_artifact
 from tests.support.workers import running_worker
 
 pytestmark = pytest.mark.integration
@@ -20,14 +21,11 @@ async def test_two_workers_share_the_partitions(
     settings: Settings, tiny_artifact: Path, tmp_path: Path
 ) -> None:
     settings = with_artifact(settings, tiny_artifact, micro_batch_max=8)
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for i in range(400):
-        (folder / f"{i:04d}.jpg").write_bytes(jpeg_bytes(i, (96, 96)))
+    photos = [str(p) for p in jpeg_files(tmp_path / "imgs", 400, size=(96, 96))]
     async with TopicReader(settings, settings.topics.predictions) as preds:
         with running_worker(settings, tmp_path, "alpha"), running_worker(settings, tmp_path, "beta"):
             # Both must be in the group before the burst, or the first one takes everything.
-            warm = await publish_images(settings, [str(p) for p in sorted(folder.iterdir())[:40]])
+            warm = await publish_images(settings, photos[:40])
             await preds.wait_until(
                 lambda r: (
                     {x["worker"] for x in r} == {"alpha", "beta"}
@@ -37,7 +35,7 @@ async def test_two_workers_share_the_partitions(
                 120,
                 "both workers predicting",
             )
-            report = await publish_images(settings, [str(p) for p in sorted(folder.iterdir())[40:]])
+            report = await publish_images(settings, photos[40:])
             wanted = set(report.published) | set(warm.published)
             await preds.wait_until(lambda r: wanted <= {x["id"] for x in r}, 120, "all 400 predicted")
     by_worker = Counter(r["worker"] for r in preds.records)

@@ -1,0 +1,55 @@
+"""Model artifacts with random weights (no download needed), and the session fixtures built on them.
+
+Registered as a plugin in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from pawstream.vision.artifact import ArtifactMeta, InputConfig, save_artifact
+from pawstream.vision.models import build_model
+
+
+def make_artifact(
+    path: Path,
+    *,
+    arch: str = "resnet18",
+    labels: tuple[str, ...] = ("cat", "dog"),
+    size: int = 64,
+    resize: int = 72,
+    seed: int = 0,
+) -> Path:
+    torch.manual_seed(seed)
+    model = build_model(arch, len(labels))
+    meta = ArtifactMeta(
+        name="pawstream-test",
+        version="test-1",
+        arch=arch,
+        labels=list(labels),
+        input=InputConfig(size=size, resize=resize),
+        embedding_dim=model.embedding_dim,
+        pretrained=None,
+    )
+    return save_artifact(path, model.state_dict(), meta)
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ResNet-18 artifact with random weights and a small input size (fast on 2 cores)."""
+    return make_artifact(tmp_path_factory.mktemp("artifact") / "tiny", size=64, resize=72)
+
+
+@pytest.fixture(scope="session")
+def mid_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weights ResNet-18 at 112 px: real work per image, but quick enough for long runs."""
+    return make_artifact(tmp_path_factory.mktemp("artifact") / "mid", size=112, resize=128)
+
+
+@pytest.fixture(scope="session")
+def full_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ResNet-18 artifact with random weights at the real 224 px input size."""
+    return make_artifact(tmp_path_factory.mktemp("artifact") / "full", size=224, resize=256)
