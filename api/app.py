@@ -16,7 +16,7 @@ from api.consumer import ResultConsumer
 from api.errors import error_response, install_error_handlers
 from api.labels import ModelLabels, ModelUnavailable
 from api.metrics import ApiMetrics, MetricsMiddleware
-from api.monitoring import MonitoringProvider, PlaceholderMonitoring
+from api.monitor_provider import MonitoringProvider, PlaceholderMonitoring
 from api.publisher import BrokerUnavailable, Publisher
 from api.ratelimit import RateLimiter
 from api.routes import feedback, health, images, predictions

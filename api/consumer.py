@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
+from api.bodies import Failure
 from api.metrics import ApiMetrics, version_label
-from api.models import Failure
 from api.store.base import ResultStore, Status, StoredResult, StoreUnavailable
 from api.waiters import Waiters
 from pawstream.kafka import consumer_kwargs

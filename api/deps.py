@@ -11,7 +11,7 @@ from api.consumer import ResultConsumer
 from api.errors import ApiError
 from api.labels import ModelLabels
 from api.metrics import ApiMetrics, route_label
-from api.monitoring import MonitoringProvider
+from api.monitor_provider import MonitoringProvider
 from api.publisher import Publisher
 from api.ratelimit import RateLimiter, bucket_for_address, bucket_for_key
 from api.state import ApiState

@@ -1,23 +1,42 @@
-"""What `GET /v1/monitoring` serves: the monitor's current figures, read from its metrics endpoint.
+"""What `GET /v1/monitoring` serves: a :class:`MonitoringProvider`'s summary.
 
 The monitor is its own process; its Prometheus endpoint already carries every figure (accuracy,
 coverage, drift statistics and thresholds, per model version), so the API reads that instead of
-a second interface. :class:`MonitorMetricsProvider` implements the API's ``MonitoringProvider``
-protocol (api/monitoring.py)::
-
-    create_app(settings, monitoring=MonitorMetricsProvider.from_settings(settings))
+a second interface: ``pawstream api`` builds
+``create_app(settings, monitoring=MonitorMetricsProvider.from_settings(settings))``. An app built
+without a provider answers with :class:`PlaceholderMonitoring`.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from pawstream.settings import Settings
+
+
+class MonitoringProvider(Protocol):
+    async def summary(self) -> dict[str, Any]:
+        """A JSON-able summary with at least a ``status`` string (and optionally ``message``)."""
+        ...
+
+
+class PlaceholderMonitoring:
+    async def summary(self) -> dict[str, Any]:
+        return {
+            "status": "not_available",
+            "message": (
+                "This API was built without a monitoring provider: windowed accuracy and drift "
+                "appear here when it reads a monitor (`pawstream api` reads api.monitoring_url)."
+            ),
+            "windows": [],
+            "alerts": [],
+        }
+
 
 _PER_VERSION = {
     "pawstream_monitor_window_accuracy": "window_accuracy",

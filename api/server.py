@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from api.app import create_app
-from api.monitoring import MonitoringProvider
+from api.monitor_provider import MonitoringProvider
 from pawstream.settings import Settings
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from api.consumer import ResultConsumer
 from api.labels import ModelLabels
 from api.metrics import ApiMetrics
-from api.monitoring import MonitoringProvider
+from api.monitor_provider import MonitoringProvider
 from api.publisher import Publisher
 from api.ratelimit import RateLimiter
 from api.store import ResultStore

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from bench.cpu import cpu_window
-from bench.images import Photo
+from bench.photos import Photo
 from bench.pipeline import RssSampler, load_point
 from bench.results import BaselineRun, LoadPoint
 from pawstream.broker import free_port

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.images import Photo
+from bench.photos import Photo
 from bench.results import AccuracyPoint, ModelOnlyPoint, TuningPoint
 from pawstream.schemas import EventError
 from pawstream.vision.predictor import Predictor

@@ -29,7 +29,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.cpu import cpu_window
-from bench.images import Photo
+from bench.photos import Photo
 from bench.results import LatencyStats, LoadPoint, PipelineRun
 from pawstream.kafka import consumer_kwargs
 from pawstream.processes import stop_process

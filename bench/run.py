@@ -26,7 +26,7 @@ import torch
 from rich.console import Console
 
 from bench import baseline_client, cpu, model_only, pipeline, report
-from bench.images import load_photos, read_split
+from bench.photos import load_photos, read_split
 from bench.results import (
     ArtifactInfo,
     BenchResult,

@@ -65,7 +65,7 @@ def publish(
     source: Annotated[str, typer.Option(help="Source tag stored in each event.")] = "cli",
 ) -> None:
     """Publish images to the images topic; an image counts as published once the broker acks it."""
-    from producers.cli import run_publish
+    from producers.publish_cli import run_publish
 
     raise typer.Exit(
         run_publish(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from api.bodies import FeedbackAccepted, FeedbackRequest
 from api.deps import LabelsDep, MetricsDep, ProducerDep, RateLimited, SettingsDep, WriteAccess
 from api.errors import ApiError, error_doc, rate_limited_doc
-from api.models import FeedbackAccepted, FeedbackRequest
 from api.upload import json_body_doc, read_model
 from pawstream.schemas import FeedbackEvent
 

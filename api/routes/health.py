@@ -9,9 +9,9 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from api.bodies import Health, Readiness
 from api.consumer import ResultConsumer
 from api.deps import ConsumerDep, MetricsDep, SettingsDep, StoreDep
-from api.models import Health, Readiness
 from api.store import ResultStore
 
 logger = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from api.bodies import ImageReference, ResultResponse
 from api.deps import (
     MetricsDep,
     ProducerDep,
@@ -20,7 +21,6 @@ from api.deps import (
 )
 from api.errors import ApiError, error_doc, rate_limited_doc
 from api.metrics import ApiMetrics
-from api.models import ImageReference, ResultResponse
 from api.publisher import Publisher
 from api.store import ResultStore, StoreUnavailable
 from api.upload import json_body_doc, media_type, read_model, read_upload

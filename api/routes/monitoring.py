@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from api.bodies import MonitoringSummary
 from api.deps import MonitoringDep, RateLimited
 from api.errors import rate_limited_doc
-from api.models import MonitoringSummary
 
 router = APIRouter(prefix="/v1", tags=["monitoring"])
 
@@ -19,5 +19,5 @@ router = APIRouter(prefix="/v1", tags=["monitoring"])
     responses={429: rate_limited_doc()},
 )
 async def monitoring(provider: MonitoringDep) -> MonitoringSummary:
-    """A placeholder (``status: not_available``) until a monitoring provider is plugged in."""
+    """The provider's summary: the monitor's figures, ``unavailable`` when it cannot be read."""
     return MonitoringSummary.of(await provider.summary())

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
+from api.bodies import ResultResponse
 from api.deps import RateLimited, SettingsDep, StoreDep, WaitersDep
 from api.errors import ApiError, error_doc, rate_limited_doc
-from api.models import ResultResponse
 from api.routes.images import WaitQuery, wait_budget
 from api.store import Status
 from api.waiters import wait_result

@@ -24,8 +24,8 @@ from rich.live import Live
 
 from pawstream.errors import PawstreamError
 from pawstream.settings import Settings
-from stack.demo.artifact import TrainingFailed, ensure_artifact
 from stack.demo.client import DemoClient, Tally, run_sample
+from stack.demo.ensure_model import TrainingFailed, ensure_artifact
 from stack.demo.report import live_view, monitor_labelled, monitoring_view, summary_table, totals_line
 from stack.demo.sample import Photo, SampleError, choose_sample
 from stack.plan import Stack, api_headers

@@ -108,7 +108,7 @@ def test_pipeline_bench_stops_waiting_when_the_worker_cannot_start(
     settings: Settings, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """int8 with a cold cache and no calibration photos exits at start: say so, do not wait it out."""
-    from bench.images import load_photos
+    from bench.photos import load_photos
     from bench.pipeline import run_pipeline
 
     photos, _ = load_photos(None, 8)
