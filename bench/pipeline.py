@@ -271,14 +271,8 @@ def _stages(p: LoadPoint) -> str:
 def bench_settings(base: Settings, bootstrap: str, runtime: str, work_dir: Path) -> Settings:
     """``base`` pointed at the bench broker, with topics and a worker group of its own."""
     tag = f"bench-{runtime}-{uuid.uuid4().hex[:8]}"
-    topics = TopicSettings(
-        images=f"{tag}.images",
-        predictions=f"{tag}.predictions",
-        deadletters=f"{tag}.deadletters",
-        feedback=f"{tag}.feedback",
-        monitoring=f"{tag}.monitoring",
-        partitions=base.topics.partitions,
-        output_partitions=base.topics.output_partitions,
+    topics = TopicSettings.named_by(
+        tag, partitions=base.topics.partitions, output_partitions=base.topics.output_partitions
     )
     worker = base.worker.model_copy(
         update={

@@ -113,6 +113,13 @@ class TopicSettings(BaseModel):
     output_partitions: int = Field(4, ge=1, description="Partitions of predictions/deadletters/feedback.")
     replication_factor: int = Field(1, ge=1)
 
+    @classmethod
+    def named_by(cls, prefix: str, **fields: Any) -> TopicSettings:
+        """Every topic named ``<prefix>.<role>`` (images, predictions, ..., inflight): a run of its
+        own on a shared broker, such as one test or one bench run."""
+        roles = ("images", "predictions", "deadletters", "feedback", "monitoring", "inflight")
+        return cls(**{role: f"{prefix}.{role}" for role in roles}, **fields)
+
 
 class WorkerSettings(BaseModel):
     app_id: str = "pawstream-worker"

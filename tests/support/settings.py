@@ -39,15 +39,7 @@ def settings(kafka_bootstrap: str, tiny_artifact: Path, tmp_path: Path) -> Setti
     tag = uuid.uuid4().hex[:10]
     return Settings(
         kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
-        topics=TopicSettings(
-            images=f"t-{tag}-images",
-            predictions=f"t-{tag}-predictions",
-            deadletters=f"t-{tag}-deadletters",
-            feedback=f"t-{tag}-feedback",
-            monitoring=f"t-{tag}-monitoring",
-            partitions=4,
-            output_partitions=2,
-        ),
+        topics=TopicSettings.named_by(f"t-{tag}", partitions=4, output_partitions=2),
         worker=WorkerSettings(app_id=f"t-{tag}-worker", metrics_port=0, micro_batch_max=16, max_wait_s=0.05),
         model=ModelSettings(artifact_path=tiny_artifact),
         refs=ReferenceSettings(allowed_roots=[tmp_path, *([CATSDOGS] if CATSDOGS.is_dir() else [])]),
