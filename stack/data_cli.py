@@ -1,0 +1,67 @@
+"""The body of `pawstream data fetch`: download (or take a folder), check, unpack, report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rich.console import Console
+
+from pawstream.settings import Settings
+from stack.data_fetch import (
+    DEFAULT_URL,
+    DataFetchError,
+    archive_name,
+    check_archive,
+    download,
+    expected_for,
+    remove_archive,
+    training_photos,
+)
+from stack.data_import import MANIFEST, import_photos
+
+logger = logging.getLogger(__name__)
+
+# Downloads wait here (git-ignored, beside the other run state) until they are unpacked.
+DOWNLOADS = Path("var/downloads")
+
+
+def run_data_fetch(
+    settings: Settings,
+    dest: Path | None,
+    *,
+    url: str | None = None,
+    sha256: str | None = None,
+    from_folder: Path | None = None,
+    keep_archive: bool = False,
+    console: Console | None = None,
+) -> int:
+    """0 when ``dest`` holds checked <label>/ photos and a MANIFEST; else a one-line error and 1."""
+    console = console or Console(stderr=True)
+    dest = dest or training_photos()
+    max_pixels = settings.refs.max_image_pixels
+    try:
+        if from_folder is not None:
+            if url is not None:
+                raise DataFetchError("give either --url or --from-folder, not both")
+            if not from_folder.is_dir():
+                raise DataFetchError(f"--from-folder {from_folder}: no such folder")
+            report = import_photos(from_folder, dest, max_pixels=max_pixels, console=console)
+        else:
+            url = url or DEFAULT_URL
+            if dest.exists() and any(dest.iterdir()):
+                # Checked before an 800 MB download, not after it.
+                raise DataFetchError(
+                    f"{dest} already exists and is not empty: remove it or give another DEST"
+                )
+            archive = download(url, DOWNLOADS / archive_name(url), console)
+            check_archive(archive, expected_for(url, sha256), console)
+            report = import_photos(archive, dest, max_pixels=max_pixels, console=console)
+            if not keep_archive:
+                remove_archive(archive)
+    except DataFetchError as exc:
+        console.print(f"[red]data fetch failed:[/] {exc}", soft_wrap=True, highlight=False)
+        return 1
+    console.print(report.line(dest), soft_wrap=True, highlight=False)
+    console.print(f"manifest: {dest / MANIFEST}; next: `make demo` (or `make train`)", soft_wrap=True)
+    return 0
