@@ -134,7 +134,10 @@ def _copy_file(source: Path, part: Path, console: Console) -> None:
 
 def _http_download(url: str, part: Path, console: Console) -> None:
     have = part.stat().st_size if part.is_file() else 0
-    headers = {"Range": f"bytes={have}-"} if have else {}
+    # identity: Range offsets count the file's own bytes, never those of a compressed transfer.
+    headers = {"Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
     try:
         with (
             httpx.Client(timeout=_TIMEOUT, follow_redirects=True) as client,
@@ -156,7 +159,9 @@ def _http_download(url: str, part: Path, console: Console) -> None:
             with _progress(console) as bar, part.open("ab" if resumed else "wb") as out:
                 task = bar.add_task(f"downloading {part.name.removesuffix('.part')}", total=total)
                 bar.advance(task, have)
-                for chunk in response.iter_bytes(_CHUNK):
+                # Chunks as they arrive (no re-buffering): a dropped connection loses no byte
+                # already received, so the next run resumes exactly where this one stopped.
+                for chunk in response.iter_bytes():
                     out.write(chunk)
                     bar.advance(task, len(chunk))
     except httpx.HTTPError as exc:

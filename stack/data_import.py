@@ -21,6 +21,7 @@ import os
 import shutil
 import tarfile
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -162,11 +163,14 @@ def import_photos(source: Path, dest: Path, *, max_pixels: int, console: Console
             console=console,
         ) as bar:  # fmt: skip
             task = bar.add_task(f"checking photos from {source.name}", total=None)
-            for member in members_of(source):
-                bar.advance(task)
-                row = _import_one(member, staging, max_pixels, seen, report)
-                if row:
-                    rows.append(row)
+            try:
+                for member in members_of(source):
+                    bar.advance(task)
+                    row = _import_one(member, staging, max_pixels, seen, report)
+                    if row:
+                        rows.append(row)
+            except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+                raise DataFetchError(f"{source} is damaged ({exc}): remove it and fetch it again") from exc
         if not rows:
             raise DataFetchError(
                 f"no usable photos in {source}: expected <label>/ folders (or PetImages/Cat, PetImages/Dog) "
@@ -187,7 +191,12 @@ def _import_one(
     if member.size > MAX_BYTES:
         report.dropped["too_large"] += 1
         return None
-    data = member.read()
+    try:
+        data = member.read()
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError):
+        # One damaged member (a bad CRC, a truncated stream) costs that photo, not the whole run.
+        report.dropped["unreadable"] += 1
+        return None
     checked = check_photo(data, max_pixels)
     if isinstance(checked, str):
         report.dropped[checked] += 1

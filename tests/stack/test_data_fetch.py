@@ -113,6 +113,38 @@ def test_http_download_resumes_a_truncated_part(workdir: Path, archive: Path) ->
     assert not part.exists()
 
 
+def test_a_dropped_connection_is_resumed_by_running_again(workdir: Path, archive: Path) -> None:
+    dest = workdir / "photos"
+    part = workdir / DOWNLOADS / (archive.name + ".part")
+    with RangeServer(archive.parent, cut_after=[20_000]) as server:
+        code, out = fetch(dest, url=server.url(archive.name), sha256=sha256(archive))
+        assert code == 1 and "run the same command again to resume" in out, out
+        assert part.stat().st_size == 20_000 and not dest.exists()
+        code, out = fetch(dest, url=server.url(archive.name), sha256=sha256(archive))
+        assert server.ranges == [None, "bytes=20000-"]
+    assert code == 0, out
+    assert_imported(dest, out)
+
+
+def test_a_damaged_archive_member_is_dropped(workdir: Path, archive: Path) -> None:
+    data = bytearray(archive.read_bytes())
+    photo = pet_photo("cat", 2)
+    at = data.find(photo) + len(photo) // 2  # stored uncompressed: flip a byte, break its CRC
+    data[at] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    code, out = fetch(workdir / "photos", url=archive.as_uri())
+    assert code == 0, out
+    assert f"kept {2 * PER_LABEL - 1} photos" in out and "unreadable 1" in out
+
+
+def test_something_else_than_an_archive_is_refused(workdir: Path, tmp_path: Path) -> None:
+    page = tmp_path / "index.html"
+    page.write_text("<html>sign in to continue</html>")
+    code, out = fetch(workdir / "photos", url=page.as_uri())
+    assert code == 1 and "neither a zip nor a tar archive" in out
+    assert not (workdir / "photos").exists()
+
+
 def test_http_download_from_the_start(workdir: Path, archive: Path) -> None:
     with RangeServer(archive.parent) as server:
         code, out = fetch(workdir / "photos", url=server.url(archive.name), sha256=sha256(archive))

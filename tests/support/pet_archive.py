@@ -77,20 +77,27 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data) - start))
         self.send_header("Content-Type", "application/zip")
         self.end_headers()
-        self.wfile.write(data[start:])
+        cut = self.server.cut_after.pop(0) if self.server.cut_after else None
+        # A cut response promises every byte, sends some and closes: a dropped connection.
+        self.wfile.write(data[start : None if cut is None else start + cut])
 
 
 class _Server(http.server.ThreadingHTTPServer):
     ranges: list[str | None]
+    cut_after: list[int]
 
 
 class RangeServer:
-    """Serves ``folder`` on 127.0.0.1 (a free port) until closed; ``url(name)`` is a file's URL."""
+    """Serves ``folder`` on 127.0.0.1 (a free port) until closed; ``url(name)`` is a file's URL.
 
-    def __init__(self, folder: Path) -> None:
+    ``cut_after``: the first responses send only this many bytes each, then drop the connection.
+    """
+
+    def __init__(self, folder: Path, cut_after: list[int] | None = None) -> None:
         handler = lambda *a: _Handler(*a, directory=str(folder))  # noqa: E731
         self._server = _Server(("127.0.0.1", 0), handler)
         self._server.ranges = []
+        self._server.cut_after = list(cut_after or [])
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def __enter__(self) -> RangeServer:
