@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from rich.console import Console
@@ -41,6 +42,8 @@ def run_data_fetch(
     dest = dest or training_photos()
     max_pixels = settings.refs.max_image_pixels
     try:
+        if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+            raise DataFetchError(f"--sha256 {sha256!r}: expected 64 hex digits")
         if from_folder is not None:
             if url is not None:
                 raise DataFetchError("give either --url or --from-folder, not both")

@@ -110,14 +110,14 @@ def download(url: str, target: Path, console: Console) -> Path:
         console.print(f"using the archive already at {target}")
         return target
     scheme = urlparse(url).scheme
+    if scheme not in ("file", "http", "https"):
+        raise DataFetchError(f"unsupported URL scheme {scheme!r} in {url}: use http, https or file://")
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     if scheme == "file":
         _copy_file(Path(unquote(urlparse(url).path)), part, console)
-    elif scheme in ("http", "https"):
-        _http_download(url, part, console)
     else:
-        raise DataFetchError(f"unsupported URL scheme {scheme!r} in {url}: use http, https or file://")
+        _http_download(url, part, console)
     os.replace(part, target)
     return target
 

@@ -217,3 +217,6 @@ def test_the_command_line_gives_one_line_errors(workdir: Path) -> None:
     assert "Traceback" not in result.output
     result = CliRunner().invoke(app, ["data", "fetch", "--from-folder", str(workdir / "absent")])
     assert result.exit_code == 1 and "no such folder" in result.output
+    result = CliRunner().invoke(app, ["data", "fetch", str(workdir / "p"), "--sha256", "abc"])
+    assert result.exit_code == 1 and "--sha256 'abc': expected 64 hex digits" in result.output
+    assert not (workdir / DOWNLOADS).exists()  # checked before downloading
