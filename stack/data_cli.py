@@ -19,7 +19,7 @@ from stack.data_fetch import (
     remove_archive,
     training_photos,
 )
-from stack.data_import import MANIFEST, import_photos
+from stack.data_import import MANIFEST, check_dest, import_photos
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +52,17 @@ def run_data_fetch(
             report = import_photos(from_folder, dest, max_pixels=max_pixels, console=console)
         else:
             url = url or DEFAULT_URL
-            if dest.exists() and any(dest.iterdir()):
-                # Checked before an 800 MB download, not after it.
-                raise DataFetchError(
-                    f"{dest} already exists and is not empty: remove it or give another DEST"
-                )
+            check_dest(dest)  # before an 800 MB download, not after it
             archive = download(url, DOWNLOADS / archive_name(url), console)
             check_archive(archive, expected_for(url, sha256), console)
             report = import_photos(archive, dest, max_pixels=max_pixels, console=console)
             if not keep_archive:
                 remove_archive(archive)
     except DataFetchError as exc:
-        console.print(f"[red]data fetch failed:[/] {exc}", soft_wrap=True, highlight=False)
+        console.print(f"data fetch failed: {exc}", style="red", soft_wrap=True, highlight=False, markup=False)
         return 1
-    console.print(report.line(dest), soft_wrap=True, highlight=False)
-    console.print(f"manifest: {dest / MANIFEST}; next: `make demo` (or `make train`)", soft_wrap=True)
+    console.print(report.line(dest), soft_wrap=True, highlight=False, markup=False)
+    console.print(
+        f"manifest: {dest / MANIFEST}; next: `make demo` (or `make train`)", soft_wrap=True, markup=False
+    )
     return 0

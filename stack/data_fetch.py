@@ -107,7 +107,7 @@ def _progress(console: Console) -> Progress:
 def download(url: str, target: Path, console: Console) -> Path:
     """``url`` saved at ``target`` (through ``target``.part, resumed if present)."""
     if target.is_file():
-        console.print(f"using the archive already at {target}")
+        console.print(f"using the archive already at {target}", markup=False)
         return target
     scheme = urlparse(url).scheme
     if scheme not in ("file", "http", "https"):
@@ -153,6 +153,9 @@ def _http_download(url: str, part: Path, console: Console) -> None:
                 console.print("the server does not resume downloads: starting again")
                 have = 0
             elif resumed:
+                if not response.headers.get("content-range", "").startswith(f"bytes {have}-"):
+                    part.unlink()  # the server sent some other range: what we have cannot be extended
+                    raise DataFetchError(f"GET {url}: the server resumed at the wrong offset; run again")
                 console.print(f"resuming at {have / 1e6:.1f} MB")
             length = response.headers.get("content-length")
             total = have + int(length) if length and length.isdigit() else None

@@ -79,10 +79,14 @@ class ImportReport:
 
 def label_of(path: PurePosixPath) -> str | None:
     """The label of a photo at ``path`` inside a source, or None when it is not a labelled photo."""
-    if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
         return None
-    parents = [p for p in path.parts[:-1] if p not in ("", ".")]
-    if not parents or parents[-1].lower() in _CONTAINERS or parents[-1].startswith("."):
+    parts = [p for p in path.parts if p not in ("", ".")]
+    # Hidden anywhere (.git, macOS's ._ files, this module's own .<dest>.importing folder) is skipped.
+    if any(p.startswith(".") for p in parts):
+        return None
+    parents = parts[:-1]
+    if not parents or parents[-1].lower() in _CONTAINERS:
         return None
     return parents[-1].lower()
 
@@ -112,7 +116,7 @@ def _tar_read(tf: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
 def folder_members(folder: Path) -> Iterator[Member]:
     for path in sorted(folder.rglob("*")):
         rel = PurePosixPath(path.relative_to(folder).as_posix())
-        label = label_of(rel) if path.is_file() and not path.is_symlink() else None
+        label = label_of(rel) if path.is_file() else None
         if label:
             yield Member(str(rel), label, path.stat().st_size, path.read_bytes)
 
@@ -143,14 +147,19 @@ def check_photo(data: bytes, max_pixels: int) -> tuple[int, int] | str:
     return width, height
 
 
+def check_dest(dest: Path) -> None:
+    """Refuse a destination that holds anything: fetching never overwrites or merges photos."""
+    if dest.is_file() or (dest.is_dir() and any(dest.iterdir())):
+        raise DataFetchError(f"{dest} already exists and is not empty: remove it or give another DEST")
+
+
 def import_photos(source: Path, dest: Path, *, max_pixels: int, console: Console) -> ImportReport:
     """Photos of ``source`` into ``dest``/<label>/ with ``dest``/MANIFEST.csv.
 
     Written to a hidden sibling folder first and renamed at the end, so ``dest`` either does not
     exist or is complete: an interrupted run never leaves half a dataset for training to hash.
     """
-    if dest.exists() and any(dest.iterdir()):
-        raise DataFetchError(f"{dest} already exists and is not empty: remove it or give another DEST")
+    check_dest(dest)
     staging = dest.with_name(f".{dest.name}.importing")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

@@ -198,6 +198,19 @@ def test_a_non_empty_destination_is_left_alone(workdir: Path, archive: Path) -> 
     assert not (workdir / DOWNLOADS).exists()  # refused before downloading anything
 
 
+def test_a_destination_inside_the_source_folder_is_not_read_back(tmp_path: Path) -> None:
+    own = tmp_path / "mine"
+    for label in ("cat", "dog"):
+        (own / label).mkdir(parents=True)
+        (own / label / "a.jpg").write_bytes(pet_photo(label, 0))
+    code, out = fetch(own / "clean", from_folder=own)
+    assert code == 0, out
+    assert "kept 2 photos (cat 1, dog 1)" in out
+    assert sorted(p.name for p in own.iterdir()) == ["cat", "clean", "dog"]
+    code, out = fetch(own / "cat" / "a.jpg", from_folder=own)  # a file is not a destination
+    assert code == 1 and "already exists" in out
+
+
 def test_labels_come_from_the_folder_a_photo_is_in() -> None:
     from pathlib import PurePosixPath as P
 
@@ -206,6 +219,7 @@ def test_labels_come_from_the_folder_a_photo_is_in() -> None:
     assert label_of(P("PetImages/Cat/Thumbs.db")) is None
     assert label_of(P("PetImages/1.jpg")) is None
     assert label_of(P("1.jpg")) is None
+    assert label_of(P(".git/cat/1.jpg")) is None and label_of(P("cat/._1.jpg")) is None
 
 
 def test_the_command_line_gives_one_line_errors(workdir: Path) -> None:
