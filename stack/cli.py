@@ -238,5 +238,40 @@ def bench(
     run_bench(load_settings(), options)
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Get the labelled photos training and the demo read.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    dest: Annotated[
+        Path | None,
+        typer.Argument(help="Folder to create (default: params.yaml prepare.source, where training reads)."),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Archive to download: http(s):// or file:// (default: the Microsoft Research release)."
+        ),
+    ] = None,
+    sha256: Annotated[
+        str | None, typer.Option(help="Expected sha256 of the archive; a mismatch stops the run.")
+    ] = None,
+    from_folder: Annotated[
+        Path | None,
+        typer.Option(help="Take the photos from this folder (<label>/ or PetImages/Cat, PetImages/Dog)."),
+    ] = None,
+    keep_archive: Annotated[bool, typer.Option(help="Keep the downloaded archive in var/downloads.")] = False,
+) -> None:
+    """Download the Kaggle "Dogs vs. Cats" photos (Microsoft Research release, ~800 MB) into <label>/."""
+    from stack.data_cli import run_data_fetch
+
+    raise typer.Exit(
+        run_data_fetch(
+            load_settings(), dest, url=url, sha256=sha256, from_folder=from_folder, keep_archive=keep_archive
+        )
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -12,7 +12,8 @@ from rich.console import Console
 
 from pawstream.errors import PawstreamError
 from pawstream.settings import Settings
-from pawstream.vision.artifact import ArtifactMeta, read_meta
+from pawstream.vision.artifact import META_FILE, ArtifactMeta, read_meta
+from stack.data_fetch import training_photos
 
 
 class TrainingFailed(PawstreamError, RuntimeError):
@@ -23,6 +24,25 @@ def dvc_command() -> list[str]:
     """`dvc` from this interpreter's environment (the venv), whatever PATH says."""
     local = Path(sys.executable).with_name("dvc")
     return [str(local)] if local.exists() else [sys.executable, "-m", "dvc"]
+
+
+def no_data_hint(settings: Settings, *, train: bool = True) -> list[str] | None:
+    """Three lines saying how to get photos, when there is no model and nothing to train one on.
+
+    Without them `dvc repro` would stop a second in with a DVC error about a missing dependency.
+    """
+    if not train or (settings.model.artifact_path / META_FILE).is_file():
+        return None
+    photos = training_photos()
+    if photos.exists():
+        return None
+    return [
+        f"No trained model at {settings.model.artifact_path}, and no photos to train one: "
+        f"{photos} does not exist.",
+        'Run `pawstream data fetch` (the Kaggle "Dogs vs. Cats" photos from Microsoft Research, ~800 MB), '
+        "or `pawstream data fetch --from-folder DIR` to use your own <label>/ photo folders.",
+        "Then run `make demo` again.",
+    ]
 
 
 def ensure_artifact(

@@ -25,7 +25,7 @@ from rich.live import Live
 from pawstream.errors import PawstreamError
 from pawstream.settings import Settings
 from stack.demo.client import DemoClient, Tally, run_sample
-from stack.demo.ensure_model import TrainingFailed, ensure_artifact
+from stack.demo.ensure_model import TrainingFailed, ensure_artifact, no_data_hint
 from stack.demo.report import live_view, monitor_labelled, monitoring_view, summary_table, totals_line
 from stack.demo.sample import Photo, SampleError, choose_sample
 from stack.plan import Stack, api_headers
@@ -130,6 +130,11 @@ def run_demo(
 ) -> int:
     console = console or Console()
     data_dir = data or settings.demo.data_dir
+    hint = no_data_hint(settings, train=train)
+    if hint:
+        for line in hint:
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
+        return 2
     with sigterm_as_interrupt():
         try:
             meta, train_s = ensure_artifact(settings, console, train=train)
