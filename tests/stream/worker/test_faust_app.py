@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pawstream import faust_transport
 from pawstream.settings import KafkaSettings, Settings, WorkerSettings
 from stream.worker.faust_app import create_app
 
@@ -21,6 +22,7 @@ def _app_settings(tmp_path: Path, *, idempotent: bool) -> Settings:
 async def test_idempotent_producer_setting_reaches_faust(tmp_path: Path, idempotent: bool) -> None:
     app = create_app(_app_settings(tmp_path, idempotent=idempotent))
     producer = app.producer
+    assert isinstance(producer, faust_transport.Producer)
     assert producer._settings_extra()["enable_idempotence"] is idempotent
     # The aiokafka producer Faust would start (built, not started: no broker needed).
     client = producer._new_producer()
