@@ -19,7 +19,7 @@ from pawstream.vision.registry import RegistryError, resolve_model
 from stream.worker.main import run_worker
 from tests.support.artifacts import make_artifact
 from tests.support.images import jpeg_bytes
-from training import mlflow_utils
+from training import mlflow_utils, smoke_model
 from training.export import ARTIFACT_PATH
 
 NAME = "pawstream-classifier"
@@ -34,7 +34,7 @@ def _training(tmp_path: Path) -> TrainingSettings:
 
 
 def _register(training: TrainingSettings, artifact: Path, *, accuracy: float) -> str:
-    """What training.export.run does after writing the artifact: log it, register, maybe alias it."""
+    """What training.export.run does after writing the artifact: log it, register, alias it if good."""
     import mlflow
 
     experiment = mlflow_utils.setup(training)
@@ -94,6 +94,15 @@ def test_the_champion_alias_is_downloaded_cached_and_served(
 def test_a_pinned_version_is_served(tmp_path: Path, registry: TrainingSettings) -> None:
     settings = resolve_model(_settings(tmp_path, registry, f"models:/{NAME}/1"))
     assert settings.model.artifact_path == tmp_path / "cache" / NAME / "1"
+
+
+def test_the_smoke_model_ci_registers_is_served(tmp_path: Path) -> None:
+    """training.smoke_model: what CI's compose job registers so the stack has a champion to load."""
+    training = _training(tmp_path)
+    assert smoke_model.register(smoke_model.make_artifact(tmp_path / "smoke"), training) == "1"
+    path = resolve_model(_settings(tmp_path, training)).model.artifact_path
+    assert read_meta(path).labels == list(smoke_model.LABELS)
+    Predictor.from_artifact(path, threads=1, max_pixels=10_000_000)
 
 
 def test_path_source_leaves_settings_alone(tmp_path: Path) -> None:
