@@ -9,7 +9,7 @@ files never change, so a cached one is not downloaded again; a moved alias takes
 next start (compose restarts the services; ``docker compose restart worker api monitor``).
 
 MLflow's HTTP client retries an unreachable server with backoff (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``,
-about two minutes by default) before it gives up, which covers a server that is still starting.
+about four minutes by default) before it gives up, which covers a server that is still starting.
 Failures raise :class:`RegistryError` with a one-line message; the entry points exit non-zero.
 """
 
