@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import uvicorn
 
 from api.app import create_app
 from api.monitor_provider import MonitoringProvider
 from pawstream.settings import Settings
+from pawstream.vision.registry import RegistryError, resolve_model
+
+logger = logging.getLogger(__name__)
 
 
 def monitoring_provider(settings: Settings) -> MonitoringProvider:
@@ -19,6 +24,11 @@ def monitoring_provider(settings: Settings) -> MonitoringProvider:
 
 
 def run_api(settings: Settings, host: str | None = None, port: int | None = None) -> int:
+    try:
+        settings = resolve_model(settings)  # feedback labels come from the served artifact
+    except RegistryError as exc:
+        logger.critical(str(exc))
+        return 2
     config = uvicorn.Config(
         create_app(settings, monitoring=monitoring_provider(settings)),
         host=host or settings.api.host,

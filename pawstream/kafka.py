@@ -133,4 +133,9 @@ def faust_app(settings: Any, app_id: str, **overrides: Any) -> Any:
         "web_enabled": False,
         **overrides,
     }
-    return faust.App(app_id, **conf)
+    app = faust.App(app_id, **conf)
+    from pawstream import faust_transport
+
+    # Faust has no producer setting for idempotence: its transport's producer takes it from here.
+    app.transport = faust_transport.transport(app, enable_idempotence=k.idempotent_producer)
+    return app

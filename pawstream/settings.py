@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pawstream import paths
+from pawstream.model_uri import parse_model_uri
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +213,30 @@ class WorkerSettings(BaseModel):
 
 
 class ModelSettings(BaseModel):
-    artifact_path: Path = paths.ARTIFACT
+    """Which model the worker serves (and whose labels and drift profile the API and monitor read)."""
+
+    artifact_path: Path = Field(
+        paths.ARTIFACT, description="The local artifact folder, used when source is path."
+    )
+    source: Literal["path", "registry"] = Field(
+        "path",
+        description="path: artifact_path; registry: download registry_uri from the MLflow server "
+        "at training.mlflow_tracking_uri at start-up (cached in cache_dir by version).",
+    )
+    registry_uri: str = Field(
+        "models:/pawstream-classifier@champion",
+        description="The registered model to serve when source is registry: models:/NAME@ALIAS "
+        "or models:/NAME/VERSION.",
+    )
+    cache_dir: Path = Field(
+        Path("var/models"), description="Where registry downloads are kept, one folder per version."
+    )
+
+    @field_validator("registry_uri")
+    @classmethod
+    def _registry_uri_form(cls, uri: str) -> str:
+        parse_model_uri(uri)
+        return uri
 
 
 class ReferenceSettings(BaseModel):

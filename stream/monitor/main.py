@@ -44,6 +44,7 @@ from pawstream.schemas import (
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
 from pawstream.vision.artifact import PROFILE_FILE
+from pawstream.vision.registry import RegistryError, resolve_model
 from stream.monitor import recovery
 from stream.monitor.changelog import AckedChangelogTable, exit_unacked
 from stream.monitor.core import Monitor
@@ -301,6 +302,11 @@ def build_monitor(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.
 
 
 def run_monitor(settings: Settings) -> int:
+    try:
+        settings = resolve_model(settings)  # the drift reference profile ships with the artifact
+    except RegistryError as exc:
+        logger.critical(str(exc))
+        return 2
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     worker = build_monitor(settings, loop)

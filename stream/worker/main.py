@@ -17,6 +17,7 @@ from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
 from pawstream.vision.memory import HeapTrimmer, pillow_images_in_one_block, tune_malloc
 from pawstream.vision.predictor import Predictor
+from pawstream.vision.registry import RegistryError, resolve_model
 from stream.worker import fetch_wait
 from stream.worker.faust_app import add_broker_watchdog, add_classify_agent, create_app
 from stream.worker.processor import BatchProcessor
@@ -89,6 +90,11 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
 
 
 def run_worker(settings: Settings) -> int:
+    try:
+        settings = resolve_model(settings)  # model.source = registry: download the registered version
+    except RegistryError as exc:
+        logger.critical(str(exc))
+        return 2
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:

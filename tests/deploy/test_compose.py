@@ -46,6 +46,8 @@ DELIBERATE_OVERRIDES = {
     "PAWSTREAM_KAFKA__BOOTSTRAP_SERVERS": "kafka:9092",
     "PAWSTREAM_KAFKA__IDEMPOTENT_PRODUCER": "true",
     "PAWSTREAM_MODEL__ARTIFACT_PATH": "/app/models/pawstream-classifier",
+    "PAWSTREAM_MODEL__SOURCE": "registry",
+    "PAWSTREAM_REFS__ALLOWED_ROOTS": '["/app/images"]',
     "PAWSTREAM_TRAINING__MLFLOW_TRACKING_URI": "http://mlflow:5000",
     "PAWSTREAM_API__HOST": "0.0.0.0",
     "PAWSTREAM_WORKER__METRICS_HOST": "0.0.0.0",
@@ -271,8 +273,13 @@ def test_each_pawstream_container_environment_builds_valid_settings(
     assert settings.kafka.idempotent_producer is True
     assert settings.model.artifact_path == Path("/app/models/pawstream-classifier")
     assert settings.training.mlflow_tracking_uri == "http://mlflow:5000"
+    # The model comes from the stack's MLflow registry unless PAWSTREAM_MODEL__SOURCE=path.
+    assert settings.model.source == "registry"
+    assert settings.model.registry_uri == f"models:/{settings.training.registered_model}@champion"
+    assert settings.refs.allowed_roots == [Path("/app/images")]
     if service == "api":
         assert settings.api.host == "0.0.0.0"
+        assert settings.api.monitoring_url == "http://monitor:9102/metrics"
     if service == "monitor":  # Prometheus scrapes it from its own container; the default is loopback
         assert settings.monitoring.metrics_host == "0.0.0.0"
 
@@ -343,8 +350,14 @@ def test_services(compose: dict[str, Any]) -> None:
         "mlflow",
         "prometheus",
         "grafana",
+        "alertmanager",
+        "kafka-ui",
     }
     assert compose["services"]["train"]["profiles"] == ["training"]
+    assert compose["services"]["kafka-ui"]["profiles"] == ["tools"]
+    # on by default: no profile
+    assert "profiles" not in compose["services"]["alertmanager"]
+    assert "profiles" not in compose["services"]["mlflow"]
 
 
 def test_kafka_runs_kraft_with_a_healthcheck(compose: dict[str, Any]) -> None:
@@ -481,10 +494,92 @@ def _bind_sources(compose: dict[str, Any]) -> list[Path]:
 
 def test_bind_mounts_of_config_files_exist(compose: dict[str, Any]) -> None:
     sources = _bind_sources(compose)
-    runtime = {ROOT / "models", ROOT, (ROOT / "../shared/data").resolve()}  # made by training / the user
+    runtime = {ROOT / "models", ROOT, ROOT / "data" / "images"}  # made by training / the user
     missing = [p for p in sources if p not in runtime and not p.exists()]
     assert missing == []
-    assert {COMPOSE_DIR / "prometheus", COMPOSE_DIR / "grafana" / "provisioning"} <= set(sources)
+    assert {
+        COMPOSE_DIR / "prometheus",
+        COMPOSE_DIR / "grafana" / "provisioning",
+        COMPOSE_DIR / "alertmanager",
+    } <= set(sources)
+    # Nothing outside the repository is mounted (the photos, say, which used to come from ../shared).
+    outside = [p for p in sources if not p.is_relative_to(ROOT)]
+    assert outside == []
+
+
+def test_api_reads_the_monitor_at_its_metrics_port_inside_the_network(compose: dict[str, Any]) -> None:
+    """Without it GET /v1/monitoring says "unavailable": the API's default is its own loopback."""
+    from urllib.parse import urlsplit
+
+    services = compose["services"]
+    url = urlsplit(services["api"]["environment"]["PAWSTREAM_API__MONITORING_URL"])
+    settings = Settings.model_construct()
+    assert url.scheme == "http"
+    assert url.hostname in services and url.hostname == "monitor"
+    assert url.port == settings.monitoring.metrics_port
+    assert url.path == "/metrics"
+    # ... and the monitor's exporter answers other containers.
+    assert services["monitor"]["environment"]["PAWSTREAM_MONITORING__METRICS_HOST"] == "0.0.0.0"
+    assert services["monitor"]["environment"]["HEALTHCHECK_URL"].endswith(f":{url.port}/metrics")
+
+
+def test_kafka_advertises_the_configured_host_to_outside_clients(raw: dict[str, Any]) -> None:
+    def advertised(env: dict[str, str]) -> str:
+        listeners = interpolate(raw, env)["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+        return str(listeners)
+
+    assert "EXTERNAL://localhost:29092" in advertised({})
+    shared = advertised({"BIND_ADDRESS": "0.0.0.0", "KAFKA_ADVERTISED_HOST": "kafka.lan"})
+    assert "EXTERNAL://kafka.lan:29092" in shared
+    assert "INTERNAL://kafka:9092" in shared  # containers keep the internal name
+
+
+def test_train_mounts_only_the_repository_and_reads_photos_inside_it(raw: dict[str, Any]) -> None:
+    for env in ({}, {"TRAIN_PHOTOS_DIR": "data/my-photos"}):
+        train = interpolate(raw, env)["services"]["train"]
+        assert mounts(train) == [("..", "/workspace", "rw")]
+        assert train["working_dir"] == "/workspace"
+        command = train["command"]
+        assert command[:3] == ["dvc", "exp", "run"]
+        (setting,) = [c for c in command if c.startswith("prepare.source=")]
+        assert command[command.index(setting) - 1] in ("-S", "--set-param")
+        photos = Path(setting.split("=", 1)[1])
+        assert photos == Path(env.get("TRAIN_PHOTOS_DIR", "data/photos"))
+        assert not photos.is_absolute() and ".." not in photos.parts  # inside the mounted repo
+    # The default is where the repo keeps data: git-ignored, like the rest of data/.
+    assert "/data/" in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+
+
+def test_file_references_read_a_shared_read_only_image_folder(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    roots = {Path(r) for r in json.loads(services["worker"]["environment"]["PAWSTREAM_REFS__ALLOWED_ROOTS"])}
+    assert roots == {Path("/app/images")}
+    for name in ("worker", "api"):  # the API checks references, the worker reads them
+        images = [m for m in mounts(services[name]) if m[1] == "/app/images"]
+        assert images == [("../data/images", "/app/images", "ro")], name
+    assert not [m for m in mounts(services["monitor"]) if m[1] == "/app/images"]
+
+
+def test_the_model_comes_from_the_registry_with_the_local_folder_as_fallback(
+    raw: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compose = interpolate(raw, {"PAWSTREAM_MODEL__SOURCE": "path"})
+    for name in ("worker", "api", "monitor"):
+        settings = _settings_from(service_env(compose, name, {}), monkeypatch)
+        assert settings.model.source == "path"
+        assert settings.model.artifact_path == Path("/app/models/pawstream-classifier")
+        assert ("../models", "/app/models", "ro") in mounts(compose["services"][name])
+    mlflow = compose["services"]["mlflow"]
+    assert "5000" in " ".join(mlflow["command"])
+
+
+def test_kafka_ui_is_an_optional_pinned_tool(compose: dict[str, Any]) -> None:
+    ui = compose["services"]["kafka-ui"]
+    image, _, tag = ui["image"].rpartition(":")
+    assert image == "provectuslabs/kafka-ui" and re.fullmatch(r"v\d+\.\d+\.\d+", tag)
+    assert ui["environment"]["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == "kafka:9092"
+    assert ui["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    assert ui["ports"] == ["127.0.0.1:8080:8080"]
 
 
 @pytest.mark.parametrize("path", sorted(MONITORING_FILES), ids=lambda p: str(p.relative_to(COMPOSE_DIR)))

@@ -9,7 +9,17 @@ from typing import Any
 
 import pytest
 
-from tests.support.deploy import ROOT, WORKFLOW, load_yaml, schema, schema_errors
+from tests.support.deploy import (
+    COMPOSE_FILE,
+    ENV_EXAMPLE,
+    ROOT,
+    WORKFLOW,
+    interpolate,
+    load_yaml,
+    read_env_example,
+    schema,
+    schema_errors,
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +82,8 @@ def test_tests_run_unit_and_integration_but_leave_the_pipeline_to_its_job(workfl
     assert " -m " not in pytest_line  # integration tests included: the broker is testcontainers Kafka
     assert "redis" in test["services"]
     assert test["services"]["redis"]["ports"] == ["6379:6379"]
+    # The suite would start its own redis-server; on GitHub it uses the service container.
+    assert test["env"]["PAWSTREAM_TEST_REDIS_URL"] == "redis://127.0.0.1:6379/0"
     assert re.search(r"^pytest\b.*\btests/training\b", runs(pipeline), re.M)
 
 
@@ -113,6 +125,69 @@ def test_compose_job_validates_and_starts_kafka(workflow: dict[str, Any]) -> Non
     assert "promtool" in script
     assert "$COMPOSE run --rm kafka-init" in script
     assert any(s.get("if") == "always()" and "down" in s.get("run", "") for s in steps(job))
+
+
+def _step_index(job: dict[str, Any], text: str) -> int:
+    (index,) = [i for i, step in enumerate(steps(job)) if text in step.get("run", "")]
+    return index
+
+
+def test_compose_job_runs_the_smoke_test_against_the_whole_stack(workflow: dict[str, Any]) -> None:
+    job = workflow["jobs"]["compose"]
+    (up,) = [
+        i
+        for i, step in enumerate(steps(job))
+        if re.search(r"\$COMPOSE up\b[^\n]*\\\n\s*worker", step.get("run", ""))
+    ]
+    up_command = " ".join(steps(job)[up]["run"].split())
+    assert "--wait" in up_command
+    for service in ("worker", "api", "monitor", "prometheus", "alertmanager"):
+        assert re.search(rf"\b{service}\b", up_command), service
+    # A model first: the registry's champion that the services load at start.
+    assert _step_index(job, "python -m training.smoke_model") < up
+    smoke = _step_index(job, "pawstream smoke")
+    assert smoke > up
+    smoke_command = " ".join(steps(job)[smoke]["run"].split())
+    assert "--api http://127.0.0.1:8000" in smoke_command
+    # Every service's metrics, from inside the network (worker and monitor are not published).
+    for url in ("http://worker:9101/metrics", "http://monitor:9102/metrics", "http://127.0.0.1:8000/metrics"):
+        assert f"--metrics {url}" in smoke_command
+    logs = [s for s in steps(job) if s.get("if") == "failure()" and "$COMPOSE logs" in s.get("run", "")]
+    assert logs, "print the stack's logs when a step fails"
+    teardown = [s for s in steps(job) if s.get("if") == "always()" and "$COMPOSE down" in s.get("run", "")]
+    assert teardown and steps(job).index(teardown[0]) == len(steps(job)) - 1
+    assert "amtool" in runs(job) and "check-config" in runs(job)
+
+
+def test_compose_job_builds_the_images_compose_runs(workflow: dict[str, Any]) -> None:
+    compose = interpolate(load_yaml(COMPOSE_FILE), read_env_example(ENV_EXAMPLE).active)
+    job = workflow["jobs"]["compose"]
+    tags = {b["with"]["tags"]: b["with"]["context"] for b in uses(job, "docker/build-push-action")}
+    assert tags[compose["services"]["api"]["image"]] == "."
+    assert tags[compose["services"]["mlflow"]["image"]] == "compose/mlflow"
+    for build in uses(job, "docker/build-push-action"):
+        assert build["with"]["load"] is True
+
+
+# Current majors, checked when this file last changed (see the commit that set them).
+CURRENT_MAJORS = {
+    "actions/checkout": 7,
+    "actions/setup-python": 7,
+    "actions/upload-artifact": 7,
+    "docker/setup-buildx-action": 4,
+    "docker/build-push-action": 7,
+}
+
+
+def test_actions_are_at_their_current_major(workflow: dict[str, Any]) -> None:
+    seen = set()
+    for name, job in workflow["jobs"].items():
+        for step in steps(job):
+            if "uses" in step:
+                action, _, version = step["uses"].partition("@")
+                assert int(version.removeprefix("v")) >= CURRENT_MAJORS[action], f"{name}: {step['uses']}"
+                seen.add(action)
+    assert seen == set(CURRENT_MAJORS)
 
 
 def test_actions_are_pinned_to_a_version(workflow: dict[str, Any]) -> None:

@@ -1,0 +1,102 @@
+"""The served model from the MLflow model registry (``model.source = "registry"``).
+
+At start-up the worker, the API and the monitor resolve ``model.registry_uri`` (by default
+``models:/pawstream-classifier@champion``, the alias training's export stage moves) against the
+tracking server in ``training.mlflow_tracking_uri``, download that version's serving artifact
+(what export logs under ``serving_artifact/`` and registers as the version's source) into
+``model.cache_dir/<name>/<version>``, and from then on read it like a local artifact. A version's
+files never change, so a cached one is not downloaded again; a moved alias takes effect at the
+next start (compose restarts the services; ``docker compose restart worker api monitor``).
+
+MLflow's HTTP client retries an unreachable server with backoff (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``,
+about four minutes by default) before it gives up, which covers a server that is still starting.
+Failures raise :class:`RegistryError` with a one-line message; the entry points exit non-zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pawstream.errors import PawstreamError
+from pawstream.model_uri import parse_model_uri
+from pawstream.vision.artifact import META_FILE, read_meta
+
+if TYPE_CHECKING:
+    from pawstream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class RegistryError(PawstreamError, RuntimeError):
+    """The registered model cannot be resolved or downloaded."""
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def download_registered(uri: str, tracking_uri: str, cache_dir: Path) -> Path:
+    """The local folder holding the artifact of the model version ``uri`` names (downloaded once)."""
+    import mlflow  # slow to import: only when the registry is used
+    from mlflow.exceptions import MlflowException
+
+    name, alias, version = parse_model_uri(uri)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        if alias is not None:
+            version = str(client.get_model_version_by_alias(name, alias).version)
+        else:
+            client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        code = getattr(exc, "error_code", "")
+        if code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
+            hint = "register one (train with MLflow at that server) or set PAWSTREAM_MODEL__SOURCE=path"
+            raise RegistryError(f"{uri} does not exist at {tracking_uri}: {_one_line(exc)}; {hint}") from exc
+        raise RegistryError(f"model registry at {tracking_uri} is unreachable: {_one_line(exc)}") from exc
+    target = cache_dir / name / str(version)
+    if (target / META_FILE).is_file():
+        logger.info(
+            "registered model from cache", extra={"model": name, "version": version, "path": str(target)}
+        )
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Download beside the target and rename: a crash mid-download never leaves a half artifact there.
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-{version}-", dir=cache_dir))
+    try:
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", dst_path=str(staging), tracking_uri=tracking_uri
+        )
+        read_meta(staging)  # the version's source must be a serving artifact
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(target)
+    except (MlflowException, OSError, ValueError) as exc:
+        raise RegistryError(
+            f"cannot download {name} version {version} from {tracking_uri}: {_one_line(exc)}"
+        ) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("registered model downloaded", extra={"model": name, "version": version, "path": str(target)})
+    return target
+
+
+def resolve_model(settings: Settings) -> Settings:
+    """``settings`` with ``model.artifact_path`` pointing at the artifact to serve.
+
+    Unchanged for ``model.source = "path"``; for ``"registry"``, the downloaded version's folder.
+    """
+    model = settings.model
+    if model.source == "path":
+        return settings
+    tracking_uri = settings.training.mlflow_tracking_uri
+    path = download_registered(model.registry_uri, tracking_uri, model.cache_dir)
+    meta = read_meta(path)
+    logger.info(
+        "serving registered model",
+        extra={"uri": model.registry_uri, "model": meta.name, "version": meta.version, "path": str(path)},
+    )
+    return settings.model_copy(update={"model": model.model_copy(update={"artifact_path": path})})
