@@ -7,14 +7,18 @@ importing this module starts nothing.
 from __future__ import annotations
 
 import logging
+import os
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from pawstream import paths
 from pawstream.logs import configure_logging
-from pawstream.settings import Settings
+from pawstream.settings import Settings, WorkerSettings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Event-driven image classification on Kafka."
@@ -23,9 +27,43 @@ logger = logging.getLogger("stack.cli")
 
 
 def load_settings() -> Settings:
-    settings = Settings()
+    """Settings from the environment; a bad variable is one line naming it (exit 2), not a traceback."""
+    try:
+        settings = Settings()
+    except (ValidationError, SettingsError) as exc:
+        from stack.settings_errors import settings_error_line
+
+        typer.echo(settings_error_line(exc, os.environ), err=True)
+        raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_json)
     return settings
+
+
+def _version(value: bool) -> None:
+    if value:
+        from stack.version import version_line
+
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and event schema version."
+        ),
+    ] = False,
+) -> None:
+    """Event-driven image classification on Kafka."""
+
+
+# The fixed value sets of options, so a wrong value is click's one-line usage error.
+# An Enum because typer turns one into click's Choice; the values are producers.simulate.DRIFTS
+# (not imported here: `pawstream --help` must not load numpy and PIL), kept in step by a test.
+Drift = Enum("Drift", {d: d for d in ("grayscale", "blur", "rotate", "textures")}, type=str)  # type: ignore[misc]
+RUNTIMES: tuple[str, ...] = get_args(WorkerSettings.model_fields["runtime"].annotation)
 
 
 @app.command()
@@ -116,7 +154,8 @@ def simulate(
         float, typer.Option(min=0, max=1, help="Share of feedback with a wrong label.")
     ] = 0.0,
     drift: Annotated[
-        str | None, typer.Option(help="Drift phase after the clean one: grayscale, blur, rotate or textures.")
+        Drift | None,
+        typer.Option(help="Drift phase after the clean one."),
     ] = None,
     drift_count: Annotated[int, typer.Option(min=1, help="Images in the drift phase.")] = 300,
     seed: Annotated[int, typer.Option(help="Seed for order, delays and label noise.")] = 0,
@@ -131,7 +170,7 @@ def simulate(
         label_delay_s=label_delay,
         label_fraction=label_fraction,
         wrong_labels=wrong_labels,
-        drift=drift,
+        drift=drift.value if drift else None,
         drift_count=drift_count,
         seed=seed,
     )
@@ -202,6 +241,13 @@ def demo(
     raise typer.Exit(run_demo(settings, data=data, sample=sample, keep_running=keep_running, train=train))
 
 
+def _runtime_list(value: str) -> str:
+    unknown = [r.strip() for r in value.split(",") if r.strip() and r.strip() not in RUNTIMES]
+    if unknown:
+        raise typer.BadParameter(f"unknown runtime {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}")
+    return value
+
+
 @app.command()
 def bench(
     quick: Annotated[
@@ -220,7 +266,8 @@ def bench(
     runtimes: Annotated[
         str,
         typer.Option(
-            help="Comma-separated runtimes to compare with fp32: bf16,onnx,int8,openvino,openvino-bf16."
+            callback=_runtime_list,
+            help=f"Comma-separated runtimes to compare with fp32, from: {','.join(RUNTIMES)}.",
         ),
     ] = "bf16,onnx,int8,openvino-bf16",
 ) -> None:
