@@ -101,6 +101,12 @@ def publish(
         Path | None, typer.Option(help="Write one published id per line to this file.")
     ] = None,
     source: Annotated[str, typer.Option(help="Source tag stored in each event.")] = "cli",
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON document (published ids, failures, seconds) instead of the ids."
+        ),
+    ] = False,
 ) -> None:
     """Publish images to the images topic; an image counts as published once the broker acks it."""
     from producers.publish_cli import run_publish
@@ -114,6 +120,7 @@ def publish(
             rate=rate,
             ids_out=ids_out,
             source=source,
+            as_json=as_json,
         )
     )
 
@@ -159,6 +166,9 @@ def simulate(
     ] = None,
     drift_count: Annotated[int, typer.Option(min=1, help="Images in the drift phase.")] = 300,
     seed: Annotated[int, typer.Option(help="Seed for order, delays and label noise.")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Also print the report as one JSON document on stdout.")
+    ] = False,
 ) -> None:
     """Replay labelled photos with feedback at a rate and label delay, optionally with a drift phase."""
     from producers.simulate import SimulationPlan, run_simulate
@@ -174,7 +184,7 @@ def simulate(
         drift_count=drift_count,
         seed=seed,
     )
-    raise typer.Exit(run_simulate(load_settings(), plan))
+    raise typer.Exit(run_simulate(load_settings(), plan, as_json=as_json))
 
 
 @app.command("replay-deadletters")
@@ -283,6 +293,51 @@ def bench(
         runtimes=("fp32", *[r.strip() for r in runtimes.split(",") if r.strip()]),
     )
     run_bench(load_settings(), options)
+
+
+@app.command()
+def predict(
+    files: Annotated[list[Path], typer.Argument(help="Image files to classify.")],
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for all answers after publishing.")
+    ] = 60.0,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON document {ok, results} instead of a table."),
+    ] = False,
+) -> None:
+    """Classify files through Kafka (needs a broker and a worker) and print each one's label or failure.
+
+    Exits 1 when any file was dead-lettered, refused or timed out.
+    """
+    from stack.predict import run_predict
+
+    raise typer.Exit(run_predict(load_settings(), files, timeout_s=timeout, as_json=as_json))
+
+
+@app.command()
+def tail(
+    topic: Annotated[
+        str,
+        typer.Argument(
+            help="A topic name (pawstream.predictions) or a short name: "
+            "images, predictions, deadletters, feedback, monitoring."
+        ),
+    ],
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the oldest record, not at new ones.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many records.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON lines: one object per record, with partition and offset.")
+    ] = False,
+) -> None:
+    """Print a topic's events decoded, one per line, until --limit records or Ctrl-C."""
+    from stack.tail import run_tail
+
+    raise typer.Exit(
+        run_tail(load_settings(), topic, from_beginning=from_beginning, limit=limit, as_json=as_json)
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover
