@@ -340,5 +340,55 @@ def tail(
     )
 
 
+@app.command()
+def smoke(
+    api: Annotated[
+        str | None, typer.Option(help="Base URL of the deployed API, e.g. http://localhost:8000.")
+    ] = None,
+    metrics: Annotated[
+        list[str] | None, typer.Option(help="A /metrics URL that must answer Prometheus text (repeatable).")
+    ] = None,
+    photo: Annotated[Path | None, typer.Option(help="Photo to classify (default: a generated JPEG).")] = None,
+    expect_label: Annotated[str | None, typer.Option(help="The label the photo must get.")] = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds for the whole test's waits.")] = 60.0,
+    api_key: Annotated[
+        str | None, typer.Option(help="X-API-Key for writes (default: settings api.api_key).")
+    ] = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="Start the local stack (`pawstream up`), test it, stop it.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document {ok, api, steps} on stdout.")
+    ] = False,
+) -> None:
+    """Smoke-test a running stack through its HTTP API: classify, look up, feedback, monitoring, metrics.
+
+    Prints each step with ok/FAIL and its time; exits 1 naming the first failing step.
+    """
+    settings = load_settings()
+    if local:
+        from stack.smoke_local import run_smoke_local
+
+        raise typer.Exit(
+            run_smoke_local(
+                settings, photo=photo, expect_label=expect_label, timeout_s=timeout, as_json=as_json
+            )
+        )
+    if api is None:
+        raise typer.BadParameter("give --api URL (a deployed stack) or --local", param_hint="--api")
+    from stack.smoke import SmokeOptions, run_smoke
+
+    key = api_key or (settings.api.api_key.get_secret_value() if settings.api.api_key else None)
+    options = SmokeOptions(
+        api=api,
+        metrics=metrics or [],
+        photo=photo,
+        expect_label=expect_label,
+        timeout_s=timeout,
+        api_key=key,
+    )
+    raise typer.Exit(run_smoke(options, as_json=as_json))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

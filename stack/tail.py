@@ -124,10 +124,15 @@ async def tail(
     limit: int | None,
     as_json: bool,
     out: TextIO,
+    on_ready: Callable[[], None] = lambda: None,
 ) -> int:
-    """Print records as they arrive until ``limit`` of them (forever without one); the count."""
+    """Print records as they arrive until ``limit`` of them (forever without one); the count.
+
+    ``on_ready`` is called once the reader is positioned: from then on no new record is missed.
+    """
     shown = 0
     async with topic_reader(settings, [topic], from_beginning=from_beginning) as consumer:
+        on_ready()
         while limit is None or shown < limit:
             batches = await consumer.getmany(timeout_ms=500, max_records=limit - shown if limit else None)
             for records in batches.values():
