@@ -28,12 +28,14 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
+from pawstream.errors import PawstreamError
+
 # What api/monitor_provider.py serves when it has no monitor to read.
 MONITORING_PLACEHOLDERS = ("unavailable", "not_available")
 POLL_INTERVAL_S = 0.5
 
 
-class StepFailed(Exception):
+class StepFailed(PawstreamError):
     """A smoke step's check did not hold; the message says what was seen."""
 
 

@@ -13,12 +13,13 @@ from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from pawstream.errors import PawstreamError
 from pawstream.kafka import consumer_kwargs
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics, topic_plan
 
 
-class TopicMissing(LookupError):
+class TopicMissing(PawstreamError, LookupError):
     """The topic has no partitions on the broker (a typo, or nothing created it yet)."""
 
 
