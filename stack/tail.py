@@ -151,12 +151,22 @@ async def tail(
 def run_tail(settings: Settings, name: str, *, from_beginning: bool, limit: int | None, as_json: bool) -> int:
     console = Console(stderr=True)
     topic = resolve_topic(settings, name)
-    console.print(
-        f"tailing [bold]{topic}[/] from the {'beginning' if from_beginning else 'end'} (Ctrl-C stops)"
-    )
+    start = "beginning" if from_beginning else "end"
+
+    def ready() -> None:
+        console.print(f"tailing [bold]{topic}[/] from the {start} (Ctrl-C stops)")
+
     try:
         asyncio.run(
-            tail(settings, topic, from_beginning=from_beginning, limit=limit, as_json=as_json, out=sys.stdout)
+            tail(
+                settings,
+                topic,
+                from_beginning=from_beginning,
+                limit=limit,
+                as_json=as_json,
+                out=sys.stdout,
+                on_ready=ready,
+            )
         )
     except TopicMissing as exc:
         console.print(f"[red]error:[/] {exc} (short names: {', '.join(SHORT_NAMES)})")
