@@ -37,6 +37,16 @@ _EXPECTED = {
 }
 
 
+_SECRET = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY")
+
+
+def _shown(name: str, environ: Mapping[str, str]) -> str:
+    """``NAME='value'``, with the value hidden for a secret (an error line may end up in a CI log)."""
+    if name not in environ:
+        return name
+    return f"{name}=<hidden>" if _SECRET.search(name) else f"{name}={environ[name]!r}"
+
+
 def env_name(loc: tuple[str | int, ...]) -> str:
     """``("worker", "micro_batch_max")`` -> ``PAWSTREAM_WORKER__MICRO_BATCH_MAX``."""
     return PREFIX + DELIMITER.join(str(part).upper() for part in loc if isinstance(part, str))
@@ -77,8 +87,7 @@ def _validation_line(exc: ValidationError, environ: Mapping[str, str]) -> str:
         line = f"{where}: {expected} ({dotted})"
     else:
         name = _variable(loc, environ)
-        shown = f"{name}={environ[name]!r}" if name in environ else name
-        line = f"{shown}: {expected} ({dotted})"
+        line = f"{_shown(name, environ)}: {expected} ({dotted})"
     more = exc.error_count() - 1
     return line + (f" (and {more} more)" if more else "")
 
@@ -96,13 +105,13 @@ def _settings_line(exc: SettingsError, environ: Mapping[str, str]) -> str:
                 json.loads(value)
             except ValueError:
                 dotted = name[len(PREFIX) :].lower().replace(DELIMITER, ".")
-                return f"{name}={environ[name]!r}: expected valid JSON (a list or object) ({dotted})"
+                return f"{_shown(name, environ)}: expected valid JSON (a list or object) ({dotted})"
     for name in candidates:  # a list/dict field given as plain text
         try:
             json.loads(environ[name])
         except ValueError:
             dotted = name[len(PREFIX) :].lower().replace(DELIMITER, ".")
-            return f'{name}={environ[name]!r}: expected JSON, e.g. ["a", "b"] ({dotted})'
+            return f'{_shown(name, environ)}: expected JSON, e.g. ["a", "b"] ({dotted})'
     return f"{env_name((section,)) if section else 'PAWSTREAM_*'}: {exc}"
 
 

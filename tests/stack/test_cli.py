@@ -133,3 +133,13 @@ def test_a_deprecated_variable_is_named_as_set(monkeypatch: pytest.MonkeyPatch) 
 def test_env_name_follows_prefix_and_delimiter() -> None:
     assert env_name(("worker", "micro_batch_max")) == "PAWSTREAM_WORKER__MICRO_BATCH_MAX"
     assert env_name(("refs", "allowed_roots", 0)) == "PAWSTREAM_REFS__ALLOWED_ROOTS"
+
+
+def test_a_secret_value_is_not_echoed() -> None:
+    # Settings accepts any string for its secrets, so the error is built by hand: the rule is that
+    # a line that may land in a CI log never carries a password or key.
+    error = ValidationError.from_exception_data(
+        "Settings", [{"type": "int_parsing", "loc": ("api", "api_key"), "input": "s3cret"}]
+    )
+    line = settings_error_line(error, {"PAWSTREAM_API__API_KEY": "s3cret"})
+    assert line == "error: PAWSTREAM_API__API_KEY=<hidden>: expected an integer (api.api_key)"
