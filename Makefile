@@ -46,5 +46,10 @@ docs: setup
 train: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
+# Post-deploy smoke test (`pawstream smoke`) against a local stack it starts and stops.
+.PHONY: smoke
+smoke: setup
+	$(BIN)/pawstream smoke --local
+
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache

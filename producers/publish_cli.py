@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -23,7 +24,9 @@ def run_publish(
     rate: float | None,
     ids_out: Path | None,
     source: str,
+    as_json: bool = False,
 ) -> int:
+    """Progress on stderr; the ids on stdout (or ``ids_out``), or one JSON document with ``as_json``."""
     console = Console(stderr=True)
     try:
         total = sum(1 for _ in discover(targets, limit))
@@ -69,7 +72,15 @@ def run_publish(
     lines = "".join(f"{i}\n" for i in report.published)
     if ids_out:
         ids_out.write_text(lines)
-    else:
+    if as_json:
+        doc = {
+            "published": report.published,
+            "failed": [{"target": t, "reason": r} for t, r in report.failed],
+            "seconds": round(report.seconds, 3),
+            "topic": settings.topics.images,
+        }
+        sys.stdout.write(json.dumps(doc) + "\n")
+    elif not ids_out:
         sys.stdout.write(lines)
     console.print(
         f"[green]published {len(report.published)}[/] (acked by the broker), {len(report.failed)} failed, "

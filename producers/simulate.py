@@ -10,9 +10,12 @@ find. Texture images get no feedback: they are not pets.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import io
+import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -201,9 +204,12 @@ async def simulate(settings: Settings, plan: SimulationPlan, console: Console | 
     return report
 
 
-def run_simulate(settings: Settings, plan: SimulationPlan) -> int:
+def run_simulate(settings: Settings, plan: SimulationPlan, *, as_json: bool = False) -> int:
+    """Progress and the summary on stderr; with ``as_json`` also the report as one JSON document on stdout."""
     console = Console(stderr=True)
     report = asyncio.run(simulate(settings, plan, console))
+    if as_json:
+        sys.stdout.write(json.dumps(dataclasses.asdict(report)) + "\n")
     console.print(
         f"published {report.published} images, {report.feedback} feedback "
         f"({report.wrong_feedback} wrong labels), {len(report.failed)} failed"

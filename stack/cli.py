@@ -7,14 +7,18 @@ importing this module starts nothing.
 from __future__ import annotations
 
 import logging
+import os
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from pawstream import paths
 from pawstream.logs import configure_logging
-from pawstream.settings import Settings
+from pawstream.settings import Settings, WorkerSettings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Event-driven image classification on Kafka."
@@ -23,9 +27,43 @@ logger = logging.getLogger("stack.cli")
 
 
 def load_settings() -> Settings:
-    settings = Settings()
+    """Settings from the environment; a bad variable is one line naming it (exit 2), not a traceback."""
+    try:
+        settings = Settings()
+    except (ValidationError, SettingsError) as exc:
+        from stack.settings_errors import settings_error_line
+
+        typer.echo(settings_error_line(exc, os.environ), err=True)
+        raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_json)
     return settings
+
+
+def _version(value: bool) -> None:
+    if value:
+        from stack.version import version_line
+
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and event schema version."
+        ),
+    ] = False,
+) -> None:
+    """Event-driven image classification on Kafka."""
+
+
+# The fixed value sets of options, so a wrong value is click's one-line usage error.
+# An Enum because typer turns one into click's Choice; the values are producers.simulate.DRIFTS
+# (not imported here: `pawstream --help` must not load numpy and PIL), kept in step by a test.
+Drift = Enum("Drift", {d: d for d in ("grayscale", "blur", "rotate", "textures")}, type=str)  # type: ignore[misc]
+RUNTIMES: tuple[str, ...] = get_args(WorkerSettings.model_fields["runtime"].annotation)
 
 
 @app.command()
@@ -63,6 +101,12 @@ def publish(
         Path | None, typer.Option(help="Write one published id per line to this file.")
     ] = None,
     source: Annotated[str, typer.Option(help="Source tag stored in each event.")] = "cli",
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON document (published ids, failures, seconds) instead of the ids."
+        ),
+    ] = False,
 ) -> None:
     """Publish images to the images topic; an image counts as published once the broker acks it."""
     from producers.publish_cli import run_publish
@@ -76,6 +120,7 @@ def publish(
             rate=rate,
             ids_out=ids_out,
             source=source,
+            as_json=as_json,
         )
     )
 
@@ -116,10 +161,14 @@ def simulate(
         float, typer.Option(min=0, max=1, help="Share of feedback with a wrong label.")
     ] = 0.0,
     drift: Annotated[
-        str | None, typer.Option(help="Drift phase after the clean one: grayscale, blur, rotate or textures.")
+        Drift | None,
+        typer.Option(help="Drift phase after the clean one."),
     ] = None,
     drift_count: Annotated[int, typer.Option(min=1, help="Images in the drift phase.")] = 300,
     seed: Annotated[int, typer.Option(help="Seed for order, delays and label noise.")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Also print the report as one JSON document on stdout.")
+    ] = False,
 ) -> None:
     """Replay labelled photos with feedback at a rate and label delay, optionally with a drift phase."""
     from producers.simulate import SimulationPlan, run_simulate
@@ -131,11 +180,11 @@ def simulate(
         label_delay_s=label_delay,
         label_fraction=label_fraction,
         wrong_labels=wrong_labels,
-        drift=drift,
+        drift=drift.value if drift else None,
         drift_count=drift_count,
         seed=seed,
     )
-    raise typer.Exit(run_simulate(load_settings(), plan))
+    raise typer.Exit(run_simulate(load_settings(), plan, as_json=as_json))
 
 
 @app.command("replay-deadletters")
@@ -202,6 +251,13 @@ def demo(
     raise typer.Exit(run_demo(settings, data=data, sample=sample, keep_running=keep_running, train=train))
 
 
+def _runtime_list(value: str) -> str:
+    unknown = [r.strip() for r in value.split(",") if r.strip() and r.strip() not in RUNTIMES]
+    if unknown:
+        raise typer.BadParameter(f"unknown runtime {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}")
+    return value
+
+
 @app.command()
 def bench(
     quick: Annotated[
@@ -220,7 +276,8 @@ def bench(
     runtimes: Annotated[
         str,
         typer.Option(
-            help="Comma-separated runtimes to compare with fp32: bf16,onnx,int8,openvino,openvino-bf16."
+            callback=_runtime_list,
+            help=f"Comma-separated runtimes to compare with fp32, from: {','.join(RUNTIMES)}.",
         ),
     ] = "bf16,onnx,int8,openvino-bf16",
 ) -> None:
@@ -271,6 +328,101 @@ def data_fetch(
             load_settings(), dest, url=url, sha256=sha256, from_folder=from_folder, keep_archive=keep_archive
         )
     )
+
+
+@app.command()
+def predict(
+    files: Annotated[list[Path], typer.Argument(help="Image files to classify.")],
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for all answers after publishing.")
+    ] = 60.0,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON document {ok, results} instead of a table."),
+    ] = False,
+) -> None:
+    """Classify files through Kafka (needs a broker and a worker) and print each one's label or failure.
+
+    Exits 1 when any file was dead-lettered, refused or timed out.
+    """
+    from stack.predict import run_predict
+
+    raise typer.Exit(run_predict(load_settings(), files, timeout_s=timeout, as_json=as_json))
+
+
+@app.command()
+def tail(
+    topic: Annotated[
+        str,
+        typer.Argument(
+            help="A topic name (pawstream.predictions) or a short name: "
+            "images, predictions, deadletters, feedback, monitoring."
+        ),
+    ],
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the oldest record, not at new ones.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many records.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON lines: one object per record, with partition and offset.")
+    ] = False,
+) -> None:
+    """Print a topic's events decoded, one per line, until --limit records or Ctrl-C."""
+    from stack.tail import run_tail
+
+    raise typer.Exit(
+        run_tail(load_settings(), topic, from_beginning=from_beginning, limit=limit, as_json=as_json)
+    )
+
+
+@app.command()
+def smoke(
+    api: Annotated[
+        str | None, typer.Option(help="Base URL of the deployed API, e.g. http://localhost:8000.")
+    ] = None,
+    metrics: Annotated[
+        list[str] | None, typer.Option(help="A /metrics URL that must answer Prometheus text (repeatable).")
+    ] = None,
+    photo: Annotated[Path | None, typer.Option(help="Photo to classify (default: a generated JPEG).")] = None,
+    expect_label: Annotated[str | None, typer.Option(help="The label the photo must get.")] = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds for the whole test's waits.")] = 60.0,
+    api_key: Annotated[
+        str | None, typer.Option(help="X-API-Key for writes (default: settings api.api_key).")
+    ] = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="Start the local stack (`pawstream up`), test it, stop it.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document {ok, api, steps} on stdout.")
+    ] = False,
+) -> None:
+    """Smoke-test a running stack through its HTTP API: classify, look up, feedback, monitoring, metrics.
+
+    Prints each step with ok/FAIL and its time; exits 1 naming the first failing step.
+    """
+    settings = load_settings()
+    if local:
+        from stack.smoke_local import run_smoke_local
+
+        raise typer.Exit(
+            run_smoke_local(
+                settings, photo=photo, expect_label=expect_label, timeout_s=timeout, as_json=as_json
+            )
+        )
+    if api is None:
+        raise typer.BadParameter("give --api URL (a deployed stack) or --local", param_hint="--api")
+    from stack.smoke import SmokeOptions, run_smoke
+
+    key = api_key or (settings.api.api_key.get_secret_value() if settings.api.api_key else None)
+    options = SmokeOptions(
+        api=api,
+        metrics=metrics or [],
+        photo=photo,
+        expect_label=expect_label,
+        timeout_s=timeout,
+        api_key=key,
+    )
+    raise typer.Exit(run_smoke(options, as_json=as_json))
 
 
 if __name__ == "__main__":  # pragma: no cover

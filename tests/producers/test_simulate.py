@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from producers.simulate import (
     feedback_label,
     labelled_photos,
     plan_items,
+    run_simulate,
     simulate,
     texture,
 )
@@ -106,3 +108,19 @@ async def test_simulate_publishes_images_then_late_feedback(settings: Settings, 
     by_id = {i.id: i for i in imgs}
     assert all(f.created_at >= by_id[f.id].created_at for f in fbs)  # labels come after the image
     assert 0 < report.wrong_feedback < 12  # seeded: about half the labels are wrong
+
+
+@pytest.mark.integration
+def test_run_simulate_json_is_one_document_on_stdout(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "photos"
+    for label in ("cat", "dog"):
+        (root / label).mkdir(parents=True)
+        (root / label / "a.jpg").write_bytes(jpeg_bytes(len(label)))
+    plan = SimulationPlan(data=root, count=2, rate=200, label_delay_s=0.01)
+    assert run_simulate(settings, plan, as_json=True) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)  # progress and the summary stay on stderr
+    assert (doc["published"], doc["feedback"], doc["failed"]) == (2, 2, [])
+    assert "published 2 images" in captured.err
