@@ -8,10 +8,16 @@ STAMP := $(VENV)/.installed
 
 # Idempotent: re-installs only when pyproject.toml changed since the last install.
 setup: $(STAMP)
+# The Python version is checked before anything is installed (the venv's own, once it exists).
 $(STAMP): pyproject.toml
+	@py="$(PY)"; if test -x $(BIN)/python; then py=$(BIN)/python; fi; \
+	command -v "$$py" >/dev/null 2>&1 || { echo "make setup: $$py not found; pawstream needs Python 3.11 or 3.12: make setup PY=python3.12" >&2; exit 1; }; \
+	"$$py" tools/setup_check.py python
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	# torch first, pinned: the CPU wheel (any other torch pulls GBs of CUDA packages)
-	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0
+	# torch and torchvision first, pinned: CPU builds from PyTorch's index on Linux unless pip's
+	# sources are configured (PyPI's pull GBs of CUDA packages); see tools/setup_check.py
+	args="$$($(BIN)/python tools/setup_check.py torch-args)" && \
+	$(BIN)/pip install --disable-pip-version-check -q $$args
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
 	touch $(STAMP)
 

@@ -9,6 +9,8 @@ pytest_plugins = [
     "tests.support.artifacts",  # tiny_artifact, mid_artifact, full_artifact
     "tests.support.images",  # image_dir
     "tests.support.settings",  # settings: topics and group unique to each test
-    "tests.support.api",  # api_settings, redis_prefix, redis_settings
+    "tests.support.redis_server",  # redis_server_url: one real Redis per session; redis_prefix, redis_url
+    "tests.support.api",  # api_settings, redis_settings
     "tests.support.hanging_server",  # hanging_http
+    "tests.support.skip_summary",  # closing block: skips grouped by reason, with counts
 ]

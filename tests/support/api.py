@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from api.app import create_app
 from api.state import ApiState
@@ -22,8 +20,6 @@ from pawstream.processes import stop_process
 from pawstream.settings import Settings
 from stack.children import service_command, service_env
 from tests.support.waiting import eventually, eventually_async
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def with_api(settings: Settings, **changes: object) -> Settings:
@@ -39,22 +35,9 @@ def api_settings(settings: Settings, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A Redis key prefix unique to the test; its keys are deleted afterwards."""
-    prefix = f"pawstream-test:{uuid.uuid4().hex[:10]}:"
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def redis_settings(api_settings: Settings, redis_prefix: str) -> Settings:
-    return with_api(api_settings, store="redis", redis_url=REDIS_URL, redis_prefix=redis_prefix)
+def redis_settings(api_settings: Settings, redis_url: str, redis_prefix: str) -> Settings:
+    """``api_settings`` with the Redis store on the session's Redis, under the test's key prefix."""
+    return with_api(api_settings, store="redis", redis_url=redis_url, redis_prefix=redis_prefix)
 
 
 @dataclass
