@@ -202,8 +202,9 @@ def _import_one(
         return None
     try:
         data = member.read()
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError):
-        # One damaged member (a bad CRC, a truncated stream) costs that photo, not the whole run.
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError):
+        # One damaged member (a bad CRC, a truncated stream), an encrypted one (RuntimeError) or one
+        # compressed with an unsupported method (NotImplementedError) costs that photo, not the run.
         report.dropped["unreadable"] += 1
         return None
     checked = check_photo(data, max_pixels)

@@ -47,6 +47,8 @@ class FileResult:
 def _answer(result: FileResult, raw: bytes | None) -> None:
     """Fill ``result`` from a prediction or dead-letter record about its id."""
     obj = json.loads(raw or b"{}")
+    if not isinstance(obj, dict):
+        raise ValueError(f"not a JSON object: {type(obj).__name__}")
     if obj.get("type") == "prediction":
         p = PredictionEvent.model_validate(obj)
         result.status, result.label, result.confidence = "done", p.label, p.confidence

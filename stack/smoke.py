@@ -77,6 +77,9 @@ class SmokeRun:
             detail, ok = str(exc), False
         except httpx.HTTPError as exc:
             detail, ok = f"{type(exc).__name__}: {exc}", False
+        except (KeyError, TypeError, ValueError) as exc:
+            # An answer of an unexpected shape fails the step (one FAIL line), not the whole run.
+            detail, ok = f"unexpected response: {type(exc).__name__}: {exc}", False
         result = StepResult(name, ok, round(time.monotonic() - started, 3), detail)
         self.steps.append(result)
         self.report(result)

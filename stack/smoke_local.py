@@ -21,7 +21,7 @@ def run_smoke_local(
     settings: Settings, *, photo: Path | None, expect_label: str | None, timeout_s: float, as_json: bool
 ) -> int:
     console = Console(stderr=True)
-    problem = check_artifact(settings)
+    settings, problem = check_artifact(settings)
     if problem:
         console.print(f"[red]cannot start:[/] {problem} (`make demo` trains one if it is missing)")
         return 2

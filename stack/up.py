@@ -15,6 +15,7 @@ from rich.table import Table
 
 from pawstream.settings import Settings
 from pawstream.vision.artifact import read_meta
+from pawstream.vision.registry import RegistryError, resolve_model
 from stack.checks import PortInUse
 from stack.plan import Stack, StackBusy, plan_stack, start_stack, state_dir
 from stack.supervisor import StartupError, Supervisor
@@ -67,13 +68,15 @@ def endpoints_table(stack: Stack, *, title: str = "where to look") -> Table:
     return table
 
 
-def check_artifact(settings: Settings) -> str | None:
-    """None when the configured model artifact is readable, else what to do about it."""
+def check_artifact(settings: Settings) -> tuple[Settings, str | None]:
+    """``settings`` serving a readable artifact (``model.source = registry`` resolved once, here,
+    so every child serves the same downloaded version), and None; or what to do about it."""
     try:
+        settings = resolve_model(settings)
         read_meta(settings.model.artifact_path)
-    except (OSError, ValueError) as exc:
-        return str(exc)
-    return None
+    except (RegistryError, OSError, ValueError) as exc:
+        return settings, str(exc)
+    return settings, None
 
 
 @dataclass
@@ -127,7 +130,7 @@ def until_failure(supervisor: Supervisor, console: Console) -> int:
 
 def run_up(settings: Settings, *, workers: int | None = None, console: Console | None = None) -> int:
     console = console or Console()
-    problem = check_artifact(settings)
+    settings, problem = check_artifact(settings)
     if problem:
         console.print(f"[red]cannot start:[/] {problem} (`make demo` trains one if it is missing)")
         return 2

@@ -49,16 +49,19 @@ def download_registered(uri: str, tracking_uri: str, cache_dir: Path) -> Path:
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         if alias is not None:
-            version = str(client.get_model_version_by_alias(name, alias).version)
+            found = client.get_model_version_by_alias(name, alias)
         else:
-            client.get_model_version(name, str(version))
+            found = client.get_model_version(name, str(version))
     except MlflowException as exc:
         code = getattr(exc, "error_code", "")
         if code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
             hint = "register one (train with MLflow at that server) or set PAWSTREAM_MODEL__SOURCE=path"
             raise RegistryError(f"{uri} does not exist at {tracking_uri}: {_one_line(exc)}; {hint}") from exc
         raise RegistryError(f"model registry at {tracking_uri} is unreachable: {_one_line(exc)}") from exc
-    target = cache_dir / name / str(version)
+    version = str(found.version)
+    # Keyed by the version's run too: a reset or different registry reuses version numbers, and a
+    # cached "version 1" from another run must not be served in its place.
+    target = cache_dir / name / f"{version}-{(found.run_id or 'norun')[:12]}"
     if (target / META_FILE).is_file():
         logger.info(
             "registered model from cache", extra={"model": name, "version": version, "path": str(target)}
@@ -73,7 +76,12 @@ def download_registered(uri: str, tracking_uri: str, cache_dir: Path) -> Path:
         )
         read_meta(staging)  # the version's source must be a serving artifact
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:
+            # Another process (a second worker) filled the cache first: its copy is the same version.
+            if not (target / META_FILE).is_file():
+                raise
     except (MlflowException, OSError, ValueError) as exc:
         raise RegistryError(
             f"cannot download {name} version {version} from {tracking_uri}: {_one_line(exc)}"
@@ -99,4 +107,6 @@ def resolve_model(settings: Settings) -> Settings:
         "serving registered model",
         extra={"uri": model.registry_uri, "model": meta.name, "version": meta.version, "path": str(path)},
     )
-    return settings.model_copy(update={"model": model.model_copy(update={"artifact_path": path})})
+    # source "path" from here on: children given these settings serve this copy, not the registry.
+    served = model.model_copy(update={"artifact_path": path, "source": "path"})
+    return settings.model_copy(update={"model": served})

@@ -101,7 +101,7 @@ def test_predict_tail_and_smoke_against_pawstream_up(tiny_artifact: Path, tmp_pa
 def test_smoke_fails_at_monitoring_when_the_api_has_no_monitor(tiny_artifact: Path, tmp_path: Path) -> None:
     # `make smoke`'s path (--local), with the monitor off: the API serves the placeholder.
     env = stack_env(tiny_artifact, tmp_path / "stack", PAWSTREAM_MONITORING__METRICS_PORT=str(free_port()))
-    done = _run(env, "smoke", "--local", "--timeout", "5", "--json", timeout_s=180)
+    done = _run(env, "smoke", "--local", "--timeout", "20", "--json", timeout_s=180)
     assert done.returncode == 1, done.stdout + done.stderr
     steps = json.loads(done.stdout)["steps"]
     assert [s["step"] for s in steps] == ["ready", "classify", "label", "lookup", "feedback", "monitoring"]

@@ -80,7 +80,8 @@ def test_the_champion_alias_is_downloaded_cached_and_served(
 ) -> None:
     settings = resolve_model(_settings(tmp_path, registry))
     path = settings.model.artifact_path
-    assert path == tmp_path / "cache" / NAME / "2"
+    # cache/<name>/<version>-<run id>: a reset registry that reuses "2" for another run misses it
+    assert path.parent == tmp_path / "cache" / NAME and path.name.startswith("2-")
     assert (path / PROFILE_FILE).read_bytes() == b"profile"
     assert read_meta(path).labels == ["cat", "dog"]
     predictor = Predictor.from_artifact(path, threads=1, max_pixels=10_000_000)
@@ -93,7 +94,9 @@ def test_the_champion_alias_is_downloaded_cached_and_served(
 
 def test_a_pinned_version_is_served(tmp_path: Path, registry: TrainingSettings) -> None:
     settings = resolve_model(_settings(tmp_path, registry, f"models:/{NAME}/1"))
-    assert settings.model.artifact_path == tmp_path / "cache" / NAME / "1"
+    served = settings.model.artifact_path
+    assert served.parent == tmp_path / "cache" / NAME and served.name.startswith("1-")
+    assert settings.model.source == "path"  # children given these settings serve this copy
 
 
 def test_the_smoke_model_ci_registers_is_served(tmp_path: Path) -> None:
