@@ -14,12 +14,10 @@ import tempfile
 from pathlib import Path
 
 import mlflow
-import torch
 
 from pawstream.logs import configure_logging
 from pawstream.settings import Settings, TrainingSettings
-from pawstream.vision.artifact import ArtifactMeta, InputConfig, save_artifact
-from pawstream.vision.models import build_model
+from pawstream.vision.models import random_artifact
 from training import mlflow_utils
 from training.export import ARTIFACT_PATH
 
@@ -30,18 +28,9 @@ LABELS = ("cat", "dog")
 
 def make_artifact(path: Path, *, arch: str = "resnet18", size: int = 64, seed: int = 0) -> Path:
     """A serving artifact with random weights and a small input (fast on a CI runner)."""
-    torch.manual_seed(seed)
-    model = build_model(arch, len(LABELS))
-    meta = ArtifactMeta(
-        name="pawstream-smoke",
-        version="unregistered",
-        arch=arch,
-        labels=list(LABELS),
-        input=InputConfig(size=size, resize=size + size // 8),
-        embedding_dim=model.embedding_dim,
-        pretrained=None,
+    return random_artifact(
+        path, name="pawstream-smoke", version="unregistered", arch=arch, labels=LABELS, size=size, seed=seed
     )
-    return save_artifact(path, model.state_dict(), meta)
 
 
 def register(artifact: Path, settings: TrainingSettings) -> str:

@@ -12,7 +12,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pawstream.vision.artifact import IMAGENET_MEAN, IMAGENET_STD, ArtifactMeta, InputConfig, load_weights
+from pawstream.vision.artifact import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ArtifactMeta,
+    InputConfig,
+    load_weights,
+    save_artifact,
+)
 from pawstream.vision.tv import torchvision
 
 
@@ -83,3 +90,30 @@ def load_model(path: Path, meta: ArtifactMeta) -> Classifier:
     model = build_model(meta.arch, len(meta.labels))
     model.load_state_dict(load_weights(path))
     return model.eval()
+
+
+def random_artifact(
+    path: Path,
+    *,
+    name: str,
+    version: str,
+    arch: str = "resnet18",
+    labels: tuple[str, ...] = ("cat", "dog"),
+    size: int = 64,
+    resize: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """A serving artifact with random weights: for tests and the CI smoke model, where what the
+    model predicts does not matter but its format, labels and input size do."""
+    torch.manual_seed(seed)
+    model = build_model(arch, len(labels))
+    meta = ArtifactMeta(
+        name=name,
+        version=version,
+        arch=arch,
+        labels=list(labels),
+        input=InputConfig(size=size, resize=resize if resize is not None else size + size // 8),
+        embedding_dim=model.embedding_dim,
+        pretrained=None,
+    )
+    return save_artifact(path, model.state_dict(), meta)

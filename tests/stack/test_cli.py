@@ -58,38 +58,38 @@ def test_a_wrong_choice_is_a_usage_error(args: tuple[str, ...], complaint: str) 
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize(
-    ("env", "line"),
-    [
-        (
-            {"PAWSTREAM_WORKER__MICRO_BATCH_MAX": "abc"},
-            "error: PAWSTREAM_WORKER__MICRO_BATCH_MAX='abc': expected an integer (worker.micro_batch_max)",
-        ),
-        (
-            {"PAWSTREAM_REFS__ALLOWED_ROOTS": "/data"},
-            "error: PAWSTREAM_REFS__ALLOWED_ROOTS='/data': expected JSON, "
-            'e.g. ["a", "b"] (refs.allowed_roots)',
-        ),
-        (
-            {"PAWSTREAM_REFS__ALLOWED_ROOTS": '["/data"'},
-            "error: PAWSTREAM_REFS__ALLOWED_ROOTS='[\"/data\"': expected valid JSON (a list or object) "
-            "(refs.allowed_roots)",
-        ),
-        (
-            {"PAWSTREAM_API__STORE": "mongo"},
-            "error: PAWSTREAM_API__STORE='mongo': expected one of 'sqlite' or 'redis' (api.store)",
-        ),
-        (
-            {"PAWSTREAM_LOG_JSON": "maybe"},
-            "error: PAWSTREAM_LOG_JSON='maybe': expected true or false (log_json)",
-        ),
-        (
-            {"PAWSTREAM_KAFKA__SESSION_TIMEOUT_S": "100"},
-            "error: PAWSTREAM_KAFKA__SESSION_TIMEOUT_S: kafka.session_timeout_s must not exceed "
-            "kafka.request_timeout_s (kafka)",
-        ),
-    ],
-)
+# Bad settings and the one line each must produce.
+BAD_SETTINGS: list[tuple[dict[str, str], str]] = [
+    (
+        {"PAWSTREAM_WORKER__MICRO_BATCH_MAX": "abc"},
+        "error: PAWSTREAM_WORKER__MICRO_BATCH_MAX='abc': expected an integer (worker.micro_batch_max)",
+    ),
+    (
+        {"PAWSTREAM_REFS__ALLOWED_ROOTS": "/data"},
+        'error: PAWSTREAM_REFS__ALLOWED_ROOTS=\'/data\': expected JSON, e.g. ["a", "b"] (refs.allowed_roots)',
+    ),
+    (
+        {"PAWSTREAM_REFS__ALLOWED_ROOTS": '["/data"'},
+        "error: PAWSTREAM_REFS__ALLOWED_ROOTS='[\"/data\"': expected valid JSON (a list or object) "
+        "(refs.allowed_roots)",
+    ),
+    (
+        {"PAWSTREAM_API__STORE": "mongo"},
+        "error: PAWSTREAM_API__STORE='mongo': expected one of 'sqlite' or 'redis' (api.store)",
+    ),
+    (
+        {"PAWSTREAM_LOG_JSON": "maybe"},
+        "error: PAWSTREAM_LOG_JSON='maybe': expected true or false (log_json)",
+    ),
+    (
+        {"PAWSTREAM_KAFKA__SESSION_TIMEOUT_S": "100"},
+        "error: PAWSTREAM_KAFKA__SESSION_TIMEOUT_S: kafka.session_timeout_s must not exceed "
+        "kafka.request_timeout_s (kafka)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "line"), BAD_SETTINGS)
 def test_a_bad_setting_is_one_line_naming_the_variable(
     env: dict[str, str], line: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -101,20 +101,7 @@ def test_a_bad_setting_is_one_line_naming_the_variable(
     assert settings_error_line(caught.value, os.environ) == line
 
 
-@pytest.mark.parametrize(
-    ("env", "line"),
-    [
-        (
-            {"PAWSTREAM_WORKER__MICRO_BATCH_MAX": "abc"},
-            "error: PAWSTREAM_WORKER__MICRO_BATCH_MAX='abc': expected an integer (worker.micro_batch_max)",
-        ),
-        (
-            {"PAWSTREAM_REFS__ALLOWED_ROOTS": "/data"},
-            "error: PAWSTREAM_REFS__ALLOWED_ROOTS='/data': expected JSON, "
-            'e.g. ["a", "b"] (refs.allowed_roots)',
-        ),
-    ],
-)
+@pytest.mark.parametrize(("env", "line"), BAD_SETTINGS[:2])  # two through a real process: enough
 def test_the_cli_prints_that_line_and_exits_2(env: dict[str, str], line: str) -> None:
     done = _run("worker", env=env)  # fails while reading settings, before starting anything
     assert done.returncode == 2

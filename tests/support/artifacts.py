@@ -8,10 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
-from pawstream.vision.artifact import ArtifactMeta, InputConfig, save_artifact
-from pawstream.vision.models import build_model
+from pawstream.vision.models import random_artifact
 
 
 def make_artifact(
@@ -23,18 +21,16 @@ def make_artifact(
     resize: int = 72,
     seed: int = 0,
 ) -> Path:
-    torch.manual_seed(seed)
-    model = build_model(arch, len(labels))
-    meta = ArtifactMeta(
+    return random_artifact(
+        path,
         name="pawstream-test",
         version="test-1",
         arch=arch,
-        labels=list(labels),
-        input=InputConfig(size=size, resize=resize),
-        embedding_dim=model.embedding_dim,
-        pretrained=None,
+        labels=labels,
+        size=size,
+        resize=resize,
+        seed=seed,
     )
-    return save_artifact(path, model.state_dict(), meta)
 
 
 @pytest.fixture(scope="session")
