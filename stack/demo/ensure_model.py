@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -36,13 +37,23 @@ def no_data_hint(settings: Settings, *, train: bool = True) -> list[str] | None:
     photos = training_photos()
     if photos.exists():
         return None
+    cli = _cli_name()
     return [
         f"No trained model at {settings.model.artifact_path}, and no photos to train one: "
         f"{photos} does not exist.",
-        'Run `pawstream data fetch` (the Kaggle "Dogs vs. Cats" photos from Microsoft Research, ~800 MB), '
-        "or `pawstream data fetch --from-folder DIR` to use your own <label>/ photo folders.",
+        f'Run `{cli} data fetch` (the Kaggle "Dogs vs. Cats" photos from Microsoft Research, ~800 MB), '
+        f"or `{cli} data fetch --from-folder DIR` to use your own <label>/ photo folders.",
         "Then run `make demo` again.",
     ]
+
+
+def _cli_name() -> str:
+    """The command as the user can type it: `pawstream` when it is on PATH; otherwise the path it
+    was started by (`make demo` runs `.venv/bin/pawstream`, which a fresh shell does not find)."""
+    started_as = Path(sys.argv[0])
+    if shutil.which("pawstream") or started_as.name != "pawstream":
+        return "pawstream"
+    return str(started_as)
 
 
 def ensure_artifact(
