@@ -231,6 +231,19 @@ class ModelSettings(BaseModel):
     cache_dir: Path = Field(
         Path("var/models"), description="Where registry downloads are kept, one folder per version."
     )
+    promote_min_labels: int = Field(
+        200,
+        ge=1,
+        description="pawstream model promote --guarded: labelled events the monitor must have joined "
+        "for the challenger (and the champion) before their accuracies are compared.",
+    )
+    promote_margin: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="pawstream model promote --guarded refuses a version whose feedback accuracy is "
+        "below the champion's by more than this (0.02 = two points).",
+    )
 
     @field_validator("registry_uri")
     @classmethod

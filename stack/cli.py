@@ -425,5 +425,64 @@ def smoke(
     raise typer.Exit(run_smoke(options, as_json=as_json))
 
 
+model_app = typer.Typer(no_args_is_help=True, help="The registered model versions and their aliases.")
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("list")
+def model_list(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document {model, versions}.")
+    ] = False,
+) -> None:
+    """Registered versions, newest first: aliases, arch, test metrics, data hash, run id."""
+    from stack.model_cli import run_model_list
+
+    raise typer.Exit(run_model_list(load_settings(), as_json=as_json))
+
+
+@model_app.command("promote")
+def model_promote(
+    version: Annotated[str, typer.Argument(help="The registered version number to move the alias to.")],
+    alias: Annotated[str, typer.Option(help="The alias to move.")] = "champion",
+    guarded: Annotated[
+        bool,
+        typer.Option(
+            "--guarded",
+            help="Refuse when the monitor's feedback accuracy says VERSION is worse than the alias's.",
+        ),
+    ] = False,
+    min_labels: Annotated[
+        int | None, typer.Option(min=1, help="Labelled events each version needs (default: settings).")
+    ] = None,
+    margin: Annotated[
+        float | None, typer.Option(min=0, max=1, help="Accuracy VERSION may lose (default: settings).")
+    ] = None,
+    monitor: Annotated[
+        str | None, typer.Option(help="The monitor's /metrics URL (default: settings api.monitoring_url).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="With --guarded: promote even with too few labels.")
+    ] = False,
+) -> None:
+    """Move an alias to VERSION and print from -> to; exits 1 with one line when refused.
+
+    --guarded compares cumulative feedback accuracy per version from the monitor; an alias no
+    version holds yet has nothing to compare against and is set.
+    """
+    from stack.model_cli import GuardOptions, monitor_url, run_model_promote
+
+    settings = load_settings()
+    guard = None
+    if guarded:
+        guard = GuardOptions(
+            min_labels=min_labels or settings.model.promote_min_labels,
+            margin=settings.model.promote_margin if margin is None else margin,
+            monitor_url=monitor or monitor_url(settings),
+            force=force,
+        )
+    raise typer.Exit(run_model_promote(settings, version, alias=alias, guard=guard))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

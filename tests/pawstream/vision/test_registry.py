@@ -1,7 +1,7 @@
 """model.source = registry: the served artifact comes from the MLflow registry alias.
 
 A real MLflow store (SQLite tracking, local artifact root in tmp_path, no server): a tiny artifact
-is logged and registered the way training's export stage does it, with training's own functions.
+is logged and registered the way training's export stage does it (tests.support.registry).
 """
 
 from __future__ import annotations
@@ -19,36 +19,8 @@ from pawstream.vision.registry import RegistryError, resolve_model
 from stream.worker.main import run_worker
 from tests.support.artifacts import make_artifact
 from tests.support.images import jpeg_bytes
-from training import mlflow_utils, smoke_model
-from training.export import ARTIFACT_PATH
-
-NAME = "pawstream-classifier"
-
-
-def _training(tmp_path: Path) -> TrainingSettings:
-    return TrainingSettings(
-        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        mlflow_artifact_root=tmp_path / "mlartifacts",
-        registered_model=NAME,
-    )
-
-
-def _register(training: TrainingSettings, artifact: Path, *, accuracy: float) -> str:
-    """What training.export.run does after writing the artifact: log it, register, alias it if good."""
-    import mlflow
-
-    experiment = mlflow_utils.setup(training)
-    with mlflow.start_run(experiment_id=experiment) as run:
-        mlflow.log_artifacts(str(artifact), ARTIFACT_PATH)
-        version, _ = mlflow_utils.register(
-            training.registered_model,
-            f"{run.info.artifact_uri}/{ARTIFACT_PATH}",
-            run.info.run_id,
-            accuracy=accuracy,
-            min_accuracy=0.5,
-            tags={},
-        )
-    return version
+from tests.support.registry import NAME, register_version, training_settings
+from training import smoke_model
 
 
 def _settings(tmp_path: Path, training: TrainingSettings, uri: str = f"models:/{NAME}@champion") -> Settings:
@@ -66,12 +38,12 @@ def _settings(tmp_path: Path, training: TrainingSettings, uri: str = f"models:/{
 @pytest.fixture
 def registry(tmp_path: Path) -> TrainingSettings:
     """Version 1 below the accuracy bar (no alias), version 2 the champion."""
-    training = _training(tmp_path)
+    training = training_settings(tmp_path)
     first = make_artifact(tmp_path / "v1", labels=("cat", "dog"), seed=1)
     second = make_artifact(tmp_path / "v2", labels=("cat", "dog"), seed=2)
     (second / PROFILE_FILE).write_bytes(b"profile")  # the monitor's drift reference travels along
-    assert _register(training, first, accuracy=0.1) == "1"
-    assert _register(training, second, accuracy=0.99) == "2"
+    assert register_version(training, first, accuracy=0.1) == "1"
+    assert register_version(training, second, accuracy=0.99) == "2"
     return training
 
 
@@ -101,7 +73,7 @@ def test_a_pinned_version_is_served(tmp_path: Path, registry: TrainingSettings) 
 
 def test_the_smoke_model_ci_registers_is_served(tmp_path: Path) -> None:
     """training.smoke_model: what CI's compose job registers so the stack has a champion to load."""
-    training = _training(tmp_path)
+    training = training_settings(tmp_path)
     assert smoke_model.register(smoke_model.make_artifact(tmp_path / "smoke"), training) == "1"
     path = resolve_model(_settings(tmp_path, training)).model.artifact_path
     assert read_meta(path).labels == list(smoke_model.LABELS)
