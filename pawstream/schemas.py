@@ -238,7 +238,9 @@ class ModelHeartbeat(_Event):
     input: ModelInput
     data_hash: str | None = Field(None, description="Hash of the training data, from the artifact.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Test metrics from the artifact.")
-    heartbeat_s: float = Field(gt=0, description="The sender's interval: readers expire it after a few.")
+    heartbeat_s: float = Field(
+        gt=0, le=86_400, description="The sender's interval: readers expire it after a few."
+    )
     loaded_at: UtcDatetime
     sent_at: UtcDatetime = Field(default_factory=utcnow)
     challenger: ModelInfo | None = Field(None, description="Reserved for shadow scoring: the challenger.")

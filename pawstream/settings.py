@@ -141,7 +141,7 @@ class WorkerSettings(BaseModel):
     metrics_host: str = Field("127.0.0.1", description="Address the exporter binds; 0.0.0.0 in containers.")
     name: str | None = Field(None, description="Worker name in prediction events; default host:pid.")
     heartbeat_s: float = Field(
-        30.0, gt=0, description="How often the worker publishes its model identity to topics.models."
+        30.0, gt=0, le=3600, description="How often the worker publishes its model identity to topics.models."
     )
     buffer_max: int = Field(
         128, ge=1, description="Events a worker buffers ahead of inference; bounds memory under backpressure."

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from api.bodies import ModelServing
+from api.models_reader import ModelDirectory
 from pawstream.schemas import utcnow
 from pawstream.settings import Settings
 from pawstream.vision.predictor import Predictor
@@ -40,6 +41,26 @@ def test_the_api_groups_workers_by_identity_and_names_a_rollout(tiny_artifact: P
     assert two.status == "rollout" and sorted(m.version for m in two.models) == ["test-1", "test-2"]
     assert ModelServing.of([], caught_up=True).status == "no_workers"
     assert ModelServing.of([], caught_up=False).status == "starting"
+
+
+def test_the_directory_keeps_each_workers_newest_live_heartbeat(tiny_artifact: Path) -> None:
+    settings = Settings(log_json=False)
+    predictor = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=10**7, warmup=False)
+    directory = ModelDirectory(settings)
+    old = build_heartbeat(settings, predictor, "a", utcnow())
+    new = old.model_copy(update={"version": "test-2"})
+    gone = build_heartbeat(settings, predictor, "b", utcnow()).model_copy(
+        update={"sent_at": utcnow() - timedelta(seconds=3 * settings.worker.heartbeat_s + 1)}
+    )
+    for hb in (old, new, gone):
+        directory.apply(hb.record_key(), hb.to_bytes())
+    directory.apply(b"junk", b"[" * 100_000 + b"]" * 100_000)  # skipped, never raises
+    directory.apply(
+        b"early", old.to_bytes().replace(b'"sent_at":"', b'"sent_at":"0001-01-01T00:00:00+01:00","x":"')
+    )
+    assert [hb.version for hb in directory.serving()] == ["test-2"]  # b is silent for 3 heartbeats
+    directory.apply(new.record_key(), None)  # a tombstone deletes the worker
+    assert directory.serving() == []
 
 
 def _serving(version: str) -> Callable[[httpx.Response], bool]:
