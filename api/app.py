@@ -16,10 +16,12 @@ from api.consumer import ResultConsumer
 from api.errors import error_response, install_error_handlers
 from api.labels import ModelLabels, ModelUnavailable
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api.models_reader import ModelDirectory
 from api.monitor_provider import MonitoringProvider, PlaceholderMonitoring
 from api.publisher import BrokerUnavailable, Publisher
 from api.ratelimit import RateLimiter
 from api.routes import feedback, health, images, predictions
+from api.routes import model as model_routes
 from api.routes import monitoring as monitoring_routes
 from api.state import ApiState
 from api.store import StoreUnavailable, make_store
@@ -56,16 +58,19 @@ def create_app(settings: Settings, *, monitoring: MonitoringProvider | None = No
         monitoring=monitoring or PlaceholderMonitoring(),
         references=ReferencePolicy(settings.refs),
         limiter=RateLimiter(settings.api, metrics),
+        models=ModelDirectory(settings),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await store.open()
         state.consumer.start()
+        state.models.start()
         logger.info("api started", extra={"store": settings.api.store})
         try:
             yield
         finally:
+            await state.models.stop()
             await state.consumer.stop()
             await state.publisher.close()
             await store.close()
@@ -93,6 +98,6 @@ def create_app(settings: Settings, *, monitoring: MonitoringProvider | None = No
         return error_response(503, "model_unavailable", message, retry_after)
 
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (images, predictions, feedback, monitoring_routes, health):
+    for module in (images, predictions, feedback, model_routes, monitoring_routes, health):
         app.include_router(module.router)
     return app

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.store.base import Status, StoredResult
-from pawstream.schemas import EventId, Label, ModelInfo, PredictionEvent
+from pawstream.schemas import EventId, Label, ModelHeartbeat, ModelInfo, ModelInput, PredictionEvent
 
 
 class ImageReference(BaseModel):
@@ -108,3 +108,96 @@ class MonitoringSummary(BaseModel):
     @classmethod
     def of(cls, data: dict[str, Any]) -> MonitoringSummary:
         return cls.model_validate(data)
+
+
+class ServingWorker(BaseModel):
+    worker: str
+    app_id: str
+    loaded_at: datetime
+    sent_at: datetime = Field(description="When its newest heartbeat was sent.")
+
+
+class ServedModel(BaseModel):
+    """One serving identity and the workers reporting it."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    version: str
+    registry_uri: str | None = None
+    alias: str | None = None
+    arch: str
+    runtime: str
+    run_id: str | None = None
+    labels: list[str]
+    input: ModelInput
+    data_hash: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    loaded_at: datetime = Field(description="Earliest load time among its workers.")
+    challenger: ModelInfo | None = None
+    workers: list[ServingWorker]
+
+
+class ModelServing(BaseModel):
+    """What the workers report serving; more than one model while a rollout is under way."""
+
+    status: Literal["serving", "rollout", "no_workers", "starting"] = Field(
+        description="serving: one identity; rollout: workers disagree; no_workers: none heard from "
+        "within 3 heartbeats; starting: this API has not read the heartbeats topic yet."
+    )
+    models: list[ServedModel]
+
+    @classmethod
+    def of(cls, heartbeats: list[ModelHeartbeat], caught_up: bool) -> ModelServing:
+        groups: dict[str, list[ModelHeartbeat]] = {}
+        for hb in heartbeats:
+            identity = hb.model_dump_json(
+                include={
+                    "name",
+                    "version",
+                    "registry_uri",
+                    "alias",
+                    "arch",
+                    "runtime",
+                    "run_id",
+                    "challenger",
+                }
+            )
+            groups.setdefault(identity, []).append(hb)
+        models = []
+        for group in groups.values():
+            first = group[0]
+            models.append(
+                ServedModel(
+                    **first.model_dump(
+                        include={
+                            "name",
+                            "version",
+                            "registry_uri",
+                            "alias",
+                            "arch",
+                            "runtime",
+                            "run_id",
+                            "labels",
+                            "input",
+                            "data_hash",
+                            "metrics",
+                            "challenger",
+                        }
+                    ),
+                    loaded_at=min(hb.loaded_at for hb in group),
+                    workers=[
+                        ServingWorker(
+                            worker=hb.worker, app_id=hb.app_id, loaded_at=hb.loaded_at, sent_at=hb.sent_at
+                        )
+                        for hb in group
+                    ],
+                )
+            )
+        if models:
+            status: Literal["serving", "rollout", "no_workers", "starting"] = (
+                "serving" if len(models) == 1 else "rollout"
+            )
+        else:
+            status = "no_workers" if caught_up else "starting"
+        return cls(status=status, models=models)

@@ -11,6 +11,7 @@ from api.consumer import ResultConsumer
 from api.errors import ApiError
 from api.labels import ModelLabels
 from api.metrics import ApiMetrics, route_label
+from api.models_reader import ModelDirectory
 from api.monitor_provider import MonitoringProvider
 from api.publisher import Publisher
 from api.ratelimit import RateLimiter, bucket_for_address, bucket_for_key
@@ -69,6 +70,10 @@ def get_limiter(state: StateDep) -> RateLimiter:
     return state.limiter
 
 
+def get_models(state: StateDep) -> ModelDirectory:
+    return state.models
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ResultStore, Depends(get_store)]
 ProducerDep = Annotated[Publisher, Depends(get_producer)]
@@ -79,6 +84,7 @@ LabelsDep = Annotated[ModelLabels, Depends(get_labels)]
 MonitoringDep = Annotated[MonitoringProvider, Depends(get_monitoring)]
 ReferencesDep = Annotated[ReferencePolicy, Depends(get_references)]
 LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
+ModelsDep = Annotated[ModelDirectory, Depends(get_models)]
 
 # A plain optional header, not an OpenAPI security scheme: the key is only required when the
 # server has one configured, and the schema should say exactly that.

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from api.consumer import ResultConsumer
 from api.labels import ModelLabels
 from api.metrics import ApiMetrics
+from api.models_reader import ModelDirectory
 from api.monitor_provider import MonitoringProvider
 from api.publisher import Publisher
 from api.ratelimit import RateLimiter
@@ -28,3 +29,4 @@ class ApiState:
     monitoring: MonitoringProvider
     references: ReferencePolicy
     limiter: RateLimiter
+    models: ModelDirectory

@@ -204,6 +204,51 @@ class MonitoringEvent(_Event):
     created_at: UtcDatetime = Field(default_factory=utcnow)
 
 
+class ModelInput(BaseModel):
+    """How a served model turns pixels into its input tensor (the artifact's input config)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    size: int
+    resize: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+
+
+class ModelHeartbeat(_Event):
+    """A worker's serving identity, published at start and every ``worker.heartbeat_s`` to the
+    compacted ``topics.models``, keyed by ``app_id/worker``: what is serving, not what the registry says."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    type: Literal["model_heartbeat"] = "model_heartbeat"
+    worker: str = Field(
+        min_length=1, max_length=256, description="Worker name (worker.name, default host:pid)."
+    )
+    app_id: str = Field(max_length=256)
+    name: str
+    version: str
+    registry_uri: str | None = Field(None, description="models:/NAME@ALIAS or /VERSION when served from it.")
+    alias: str | None = Field(None, description="The registry alias the worker was started on, if any.")
+    arch: str
+    runtime: str
+    run_id: str | None = None
+    labels: list[str]
+    input: ModelInput
+    data_hash: str | None = Field(None, description="Hash of the training data, from the artifact.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Test metrics from the artifact.")
+    heartbeat_s: float = Field(
+        gt=0, le=86_400, description="The sender's interval: readers expire it after a few."
+    )
+    loaded_at: UtcDatetime
+    sent_at: UtcDatetime = Field(default_factory=utcnow)
+    challenger: ModelInfo | None = Field(None, description="Reserved for shadow scoring: the challenger.")
+
+    def record_key(self) -> bytes:
+        return f"{self.app_id}/{self.worker}".encode()
+
+
 class DeadLetterReason(StrEnum):
     SCHEMA = "schema"  # not JSON, not a valid ImageEvent, or an unknown schema version
     ENCODING = "encoding"  # bad UTF-8 or bad base64

@@ -110,6 +110,10 @@ class TopicSettings(BaseModel):
         "pawstream.inflight",
         description="Compacted topic keyed by input partition: each worker's batch in flight (poison check).",
     )
+    models: str = Field(
+        "pawstream.models",
+        description="Compacted topic keyed by worker: each worker's model heartbeat (GET /v1/model).",
+    )
     partitions: int = Field(4, ge=1, description="Partitions of the images topic: the worker scaling limit.")
     output_partitions: int = Field(4, ge=1, description="Partitions of predictions/deadletters/feedback.")
     replication_factor: int = Field(1, ge=1)
@@ -118,7 +122,7 @@ class TopicSettings(BaseModel):
     def named_by(cls, prefix: str, **fields: Any) -> TopicSettings:
         """Every topic named ``<prefix>.<role>`` (images, predictions, ..., inflight): a run of its
         own on a shared broker, such as one test or one bench run."""
-        roles = ("images", "predictions", "deadletters", "feedback", "monitoring", "inflight")
+        roles = ("images", "predictions", "deadletters", "feedback", "monitoring", "inflight", "models")
         return cls(**{role: f"{prefix}.{role}" for role in roles}, **fields)
 
 
@@ -136,6 +140,9 @@ class WorkerSettings(BaseModel):
     metrics_port: int = Field(9101, ge=0, le=65535, description="Prometheus exporter port; 0 disables it.")
     metrics_host: str = Field("127.0.0.1", description="Address the exporter binds; 0.0.0.0 in containers.")
     name: str | None = Field(None, description="Worker name in prediction events; default host:pid.")
+    heartbeat_s: float = Field(
+        30.0, gt=0, le=3600, description="How often the worker publishes its model identity to topics.models."
+    )
     buffer_max: int = Field(
         128, ge=1, description="Events a worker buffers ahead of inference; bounds memory under backpressure."
     )

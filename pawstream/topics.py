@@ -23,6 +23,7 @@ def topic_plan(settings: Settings) -> dict[str, int]:
         t.feedback: t.output_partitions,
         t.monitoring: 1,
         t.inflight: 1,  # a few markers per input partition: one partition reads back in one pass
+        t.models: 1,  # one heartbeat per worker: readers take it all from the start
     }
 
 
@@ -38,7 +39,14 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
             "cleanup.policy": "compact,delete",
             "retention.ms": str(6 * 3600 * 1000),
             "segment.ms": str(3600 * 1000),
-        }
+        },
+        # Only each worker's newest heartbeat matters; a worker gone for a day is dropped entirely
+        # (readers already ignore one silent for a few heartbeats).
+        settings.topics.models: {
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(24 * 3600 * 1000),
+            "segment.ms": str(3600 * 1000),
+        },
     }
 
 

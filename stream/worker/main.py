@@ -20,6 +20,7 @@ from pawstream.vision.predictor import Predictor
 from pawstream.vision.registry import RegistryError, resolve_model
 from stream.worker import fetch_wait
 from stream.worker.faust_app import add_broker_watchdog, add_classify_agent, create_app
+from stream.worker.heartbeat import add_heartbeat
 from stream.worker.processor import BatchProcessor
 from stream.worker.worker_metrics import WorkerMetrics
 
@@ -76,6 +77,7 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
     app = create_app(settings)
     add_classify_agent(app, settings, processor)
     add_broker_watchdog(app, settings)
+    add_heartbeat(app, settings, predictor, worker_name(settings))
     logger.info(
         "worker starting",
         extra={

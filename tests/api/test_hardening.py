@@ -408,6 +408,7 @@ def test_limited_routes_document_429_with_retry_after(api_settings: Settings) ->
         ("post", "/v1/feedback"),
         ("get", "/v1/predictions/{image_id}"),
         ("get", "/v1/monitoring"),
+        ("get", "/v1/model"),
     }
     for path, operations in paths.items():
         for method, operation in operations.items():

@@ -20,11 +20,12 @@ def make_artifact(
     size: int = 64,
     resize: int = 72,
     seed: int = 0,
+    version: str = "test-1",
 ) -> Path:
     return random_artifact(
         path,
         name="pawstream-test",
-        version="test-1",
+        version=version,
         arch=arch,
         labels=labels,
         size=size,
