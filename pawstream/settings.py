@@ -139,7 +139,9 @@ class WorkerSettings(BaseModel):
     commit_interval_s: float = Field(1.0, gt=0)
     metrics_port: int = Field(9101, ge=0, le=65535, description="Prometheus exporter port; 0 disables it.")
     metrics_host: str = Field("127.0.0.1", description="Address the exporter binds; 0.0.0.0 in containers.")
-    name: str | None = Field(None, description="Worker name in prediction events; default host:pid.")
+    name: str | None = Field(
+        None, max_length=256, description="Worker name in prediction events; default host:pid."
+    )
     heartbeat_s: float = Field(
         30.0, gt=0, le=3600, description="How often the worker publishes its model identity to topics.models."
     )

@@ -9,6 +9,7 @@ logged and retried at the next tick: a missing heartbeat only ages the worker ou
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def build_heartbeat(
             interpolation=meta.input.interpolation,
         ),
         data_hash=meta.data_hash,
-        metrics=dict(meta.metrics),
+        # NaN/inf would travel as null and every reader would refuse the heartbeat.
+        metrics={k: v for k, v in meta.metrics.items() if math.isfinite(v)},
         heartbeat_s=settings.worker.heartbeat_s,
         loaded_at=loaded_at,
     )
@@ -85,8 +87,8 @@ def add_heartbeat(app: faust.App, settings: Settings, predictor: Predictor, work
     )
 
     async def beat() -> None:
-        event = build_heartbeat(settings, predictor, worker, loaded_at)
         try:
+            event = build_heartbeat(settings, predictor, worker, loaded_at)
             fut = await topic.send(key=event.record_key(), value=event.to_bytes(), force=True)
             await fut
         except Exception as exc:  # never fatal: the next tick tries again

@@ -84,7 +84,7 @@ async def test_model_route_follows_a_worker_restarted_on_another_version(
         with running_worker(with_artifact(api_settings, v1, heartbeat_s=1.0), tmp_path) as worker:
             r = await eventually_async(
                 lambda: api.client.get("/v1/model"),
-                30,
+                90,  # a cold worker start (torch import, model load, group join) on a busy runner
                 interval=0.2,
                 until=_serving("v1"),
                 message=lambda: f"/v1/model to show v1: {worker.log_tail()}",
@@ -100,7 +100,7 @@ async def test_model_route_follows_a_worker_restarted_on_another_version(
         with running_worker(with_artifact(api_settings, v2, heartbeat_s=1.0), tmp_path) as worker:
             await eventually_async(
                 lambda: api.client.get("/v1/model"),
-                30,
+                90,  # a cold worker start (torch import, model load, group join) on a busy runner
                 interval=0.2,
                 until=_serving("v2"),
                 message=lambda: f"/v1/model to show v2: {worker.log_tail()}",
