@@ -15,6 +15,7 @@ from pawstream.settings import Settings
 from tests.support.api import serve, with_api
 from tests.support.images import jpeg_bytes
 from tests.support.kafka import TopicReader
+from tests.support.wire import WireLog
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +90,7 @@ async def test_not_an_image_is_415(api_settings: Settings) -> None:
         assert r.status_code == 415
 
 
-async def test_bad_references_are_422(api_settings: Settings, tmp_path: Path) -> None:
+async def test_bad_references_are_422(api_settings: Settings, tmp_path: Path, wire: WireLog) -> None:
     inside = tmp_path / "ok.jpg"
     inside.write_bytes(jpeg_bytes(3))
     escape = tmp_path / "escape.jpg"
@@ -156,9 +157,13 @@ async def test_bad_references_are_422(api_settings: Settings, tmp_path: Path) ->
         for body in [{"ref": inside.as_uri()}, {"url": "https://example.com/cat.jpg"}]:
             r = await c.post("/v1/images", json=body)
             assert r.status_code == 202, (body, r.text)
+    # Refused or accepted, no named host was looked up or connected to: the API decides on the text.
+    for url in [*bad, "https://example.com/cat.jpg"]:
+        if url.startswith(("http://", "https://")) and wire.has_host_and_port(url):
+            assert wire.touched(url) == [], url
 
 
-async def test_private_networks_are_accepted_once_allowed(api_settings: Settings) -> None:
+async def test_private_networks_are_accepted_once_allowed(api_settings: Settings, wire: WireLog) -> None:
     refs = api_settings.refs.model_copy(update={"allowed_networks": ["127.0.0.0/8", "::1/128", "10.0.0.0/8"]})
     async with serve(api_settings.model_copy(update={"refs": refs})) as api:
         for url in ["http://127.0.0.1:8000/x.jpg", "http://localhost/x.jpg", "http://10.1.2.3/x.jpg"]:
@@ -166,6 +171,10 @@ async def test_private_networks_are_accepted_once_allowed(api_settings: Settings
             assert r.status_code == 202, (url, r.text)
         r = await api.client.post("/v1/images", json={"url": "http://169.254.169.254/latest/meta-data"})
         assert r.status_code == 422 and "link-local" in r.json()["error"]["message"]
+    # Accepted means published for a worker to fetch: the API itself never went to these hosts.
+    for url in ["http://127.0.0.1:8000/x.jpg", "http://localhost/x.jpg", "http://10.1.2.3/x.jpg",
+                "http://169.254.169.254/latest/meta-data"]:  # fmt: skip
+        assert wire.touched(url) == [], url
 
 
 async def test_feedback_labels_are_checked_and_published(api_settings: Settings) -> None:
