@@ -138,6 +138,12 @@ class ServedModel(BaseModel):
     workers: list[ServingWorker]
 
 
+# What makes two workers serve "the same model" (workers that differ here are a rollout), and what
+# else /v1/model shows about it.
+_IDENTITY = ("name", "version", "registry_uri", "alias", "arch", "runtime", "run_id", "challenger")
+_DESCRIPTION = ("labels", "input", "data_hash", "metrics")
+
+
 class ModelServing(BaseModel):
     """What the workers report serving; more than one model while a rollout is under way."""
 
@@ -151,40 +157,14 @@ class ModelServing(BaseModel):
     def of(cls, heartbeats: list[ModelHeartbeat], caught_up: bool) -> ModelServing:
         groups: dict[str, list[ModelHeartbeat]] = {}
         for hb in heartbeats:
-            identity = hb.model_dump_json(
-                include={
-                    "name",
-                    "version",
-                    "registry_uri",
-                    "alias",
-                    "arch",
-                    "runtime",
-                    "run_id",
-                    "challenger",
-                }
-            )
+            identity = hb.model_dump_json(include=set(_IDENTITY))
             groups.setdefault(identity, []).append(hb)
         models = []
         for group in groups.values():
             first = group[0]
             models.append(
                 ServedModel(
-                    **first.model_dump(
-                        include={
-                            "name",
-                            "version",
-                            "registry_uri",
-                            "alias",
-                            "arch",
-                            "runtime",
-                            "run_id",
-                            "labels",
-                            "input",
-                            "data_hash",
-                            "metrics",
-                            "challenger",
-                        }
-                    ),
+                    **first.model_dump(include={*_IDENTITY, *_DESCRIPTION}),
                     loaded_at=min(hb.loaded_at for hb in group),
                     workers=[
                         ServingWorker(
