@@ -114,6 +114,10 @@ class TopicSettings(BaseModel):
         "pawstream.models",
         description="Compacted topic keyed by worker: each worker's model heartbeat (GET /v1/model).",
     )
+    shadow_predictions: str = Field(
+        "pawstream.predictions.shadow",
+        description="The challenger's predictions (worker.challenger), same schema as topics.predictions.",
+    )
     partitions: int = Field(4, ge=1, description="Partitions of the images topic: the worker scaling limit.")
     output_partitions: int = Field(4, ge=1, description="Partitions of predictions/deadletters/feedback.")
     replication_factor: int = Field(1, ge=1)
@@ -122,7 +126,16 @@ class TopicSettings(BaseModel):
     def named_by(cls, prefix: str, **fields: Any) -> TopicSettings:
         """Every topic named ``<prefix>.<role>`` (images, predictions, ..., inflight): a run of its
         own on a shared broker, such as one test or one bench run."""
-        roles = ("images", "predictions", "deadletters", "feedback", "monitoring", "inflight", "models")
+        roles = (
+            "images",
+            "predictions",
+            "deadletters",
+            "feedback",
+            "monitoring",
+            "inflight",
+            "models",
+            "shadow_predictions",
+        )
         return cls(**{role: f"{prefix}.{role}" for role in roles}, **fields)
 
 

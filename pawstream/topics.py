@@ -24,6 +24,7 @@ def topic_plan(settings: Settings) -> dict[str, int]:
         t.monitoring: 1,
         t.inflight: 1,  # a few markers per input partition: one partition reads back in one pass
         t.models: 1,  # one heartbeat per worker: readers take it all from the start
+        t.shadow_predictions: t.output_partitions,
     }
 
 
