@@ -194,10 +194,31 @@ def test_class_mix_drift_and_unknown_labels() -> None:
     del rng
 
 
-def test_other_model_versions_are_not_drift_tested() -> None:
+def test_other_model_versions_get_label_and_confidence_drift_but_no_embedding_test() -> None:
+    """The profile was made with v1: v2's class mix and confidences are still tested against it,
+    its embeddings (another feature space) never are."""
     world = synth.EmbeddingWorld()
-    mon = Monitor(settings(drift_window_events=10), profile=synth.profile(world, version="v1"))
+    prof = synth.profile(world, version="v1")
+    mon = Monitor(settings(drift_window_events=50), profile=prof)
+    emb, cls = world.sample(100, np.random.default_rng(3))
     out = []
-    for k in range(30):
-        out += mon.on_prediction(synth.prediction(f"o{k}", "cat", T0 + k, version="v2"), now=T0 + k)
-    assert out == [] and mon.drift is not None and mon.drift.windows == {}
+    for version in ("v1", "v2"):
+        for k in range(50):
+            i = k if version == "v1" else 50 + k
+            ev = synth.prediction(
+                f"{version}-{k}",
+                ["cat", "dog"][cls[i]],
+                T0 + k,
+                version=version,
+                confidence=float(prof.confidence[i]),
+                embedding=emb[i],
+            )
+            out += mon.on_prediction(ev, now=T0 + k)
+    tested = {(e.model_version, e.metric) for e in out}
+    assert tested == {
+        ("v1", "class_mix_psi"),
+        ("v1", "confidence_ks"),
+        ("v1", "embedding_mmd"),
+        ("v2", "class_mix_psi"),
+        ("v2", "confidence_ks"),
+    }
