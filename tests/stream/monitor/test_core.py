@@ -328,9 +328,9 @@ def test_ece_windowed_and_cumulative_on_known_numbers() -> None:
         assert _sample(mon, "pawstream_monitor_model_cumulative_ece", **labels) == pytest.approx(0.05)
     # The same figure as training's ECE (training/calibration.py) with the same bins.
     conf = np.array([c for c, _ in pairs])
-    right = np.array([r for _, r in pairs])
+    correct = np.array([r for _, r in pairs])
     probs = np.stack([conf, 1 - conf], axis=1)  # class 0 predicted, at that confidence
-    assert ece(probs, np.where(right, 0, 1), bins=10) == pytest.approx(0.05)
+    assert ece(probs, np.where(correct, 0, 1), bins=10) == pytest.approx(0.05)
 
 
 def test_ece_bin_edges_match_training_and_pairs_without_confidence_are_left_out() -> None:
