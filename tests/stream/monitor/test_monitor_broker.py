@@ -356,14 +356,22 @@ async def _restart_keeps_join_state(
     log = tmp_path / "monitor.log"
     t0 = math.floor(time.time() / W) * W - W
     preds = [synth.prediction(f"r-{i:03d}", "cat", t0 + i * 0.1) for i in range(60)]
+    # The challenger's join is a table of its own: it must survive the restart the same way.
+    shadows = [
+        synth.prediction(p.id, "dog" if i % 2 else "cat", t0 + i * 0.1, version="v2")
+        for i, p in enumerate(preds)
+    ]
+    topics = (s.topics.predictions, s.topics.shadow_predictions, s.topics.feedback)
     first = _start_monitor(s, log, extra_env)
     try:
         # 20 pairs complete before the restart; 40 predictions wait for labels.
         await _send(
             s,
-            [_pred(p, s) for p in preds] + [_fb(synth.feedback(p.id, "cat", t0 + 1), s) for p in preds[:20]],
+            [_pred(p, s) for p in preds]
+            + [_shadow(p, s) for p in shadows]
+            + [_fb(synth.feedback(p.id, "cat", t0 + 1), s) for p in preds[:20]],
         )
-        await _wait_committed(s, 90, first, log)
+        await _wait_committed(s, 90, first, log, topics)
     finally:
         assert stop_process(first, STOP_S) == 0, log.read_text()[-3000:]
     second = _start_monitor(s, log, extra_env)
@@ -376,8 +384,9 @@ async def _restart_keeps_join_state(
             redelivered = [_pred(p, s) for p in preds[:30]] + [
                 _fb(synth.feedback(p.id, "dog", t0 + 1), s) for p in preds[:20]
             ]
+            redelivered += [_shadow(p, s) for p in shadows[:30]]
             await _send(s, late + redelivered)
-            await _wait_committed(s, 90, second, log)
+            await _wait_committed(s, 90, second, log, topics)
             t_close = t0 + W + GRACE + 1
             await _send(
                 s,
@@ -402,6 +411,13 @@ async def _restart_keeps_join_state(
         assert m['pawstream_monitor_duplicates_total{"kind": "prediction"}'] >= 30
         assert m['pawstream_monitor_duplicates_total{"kind": "feedback"}'] >= 20
         assert m['pawstream_monitor_labelled_total{"model_version": "v1"}'] == 41  # 40 late labels + closer
+        # The challenger's 40 pending predictions joined their late labels after the restart:
+        # labels "dog" (i % 4 == 0) and "cat" otherwise; v2 says "dog" for odd i, so it is right
+        # only on i % 4 == 2 (10 of 40). Its redeliveries were duplicates.
+        challenger = json.dumps({"role": "challenger", "version": "v2"}, sort_keys=True)
+        assert m["pawstream_monitor_model_labelled" + challenger] == 40
+        assert m["pawstream_monitor_model_cumulative_accuracy" + challenger] == 0.25
+        assert m['pawstream_monitor_duplicates_total{"kind": "shadow_prediction"}'] >= 30
     finally:
         stop_process(second, STOP_S)
 
