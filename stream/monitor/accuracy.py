@@ -126,9 +126,10 @@ class AccuracyTracker:
             return False
         self.open[idx].setdefault(version, Confusion()).add(match.feedback.label, match.prediction.label)
         if confidence is not None:
-            self.open_calibration[idx].setdefault(version, Calibration(self.ece_bins)).add(
-                confidence, match.correct
-            )
+            window = self.open_calibration[idx]
+            if version not in window:
+                window[version] = Calibration(self.ece_bins)
+            window[version].add(confidence, match.correct)
         return True
 
     def calibration(self, version: str) -> Calibration:

@@ -91,7 +91,7 @@ class Monitor:
             return []
         self.metrics.predictions.labels(version).inc()
         self.accuracy.add_prediction(version)
-        self._model_figures(Role.CHAMPION, version)
+        self._model_figures(Role.CHAMPION, version, matched=False)
         out = self._matched(match) if match else []
         if self.drift is not None:
             results = self.drift.add(
@@ -113,7 +113,7 @@ class Monitor:
             self.metrics.duplicates.labels("shadow_prediction").inc()
             return []
         self.shadow_accuracy.add_prediction(version)
-        self._model_figures(Role.CHALLENGER, version)
+        self._model_figures(Role.CHALLENGER, version, matched=False)
         if match:
             self._shadow_matched(match)
         if self.drift is not None:
@@ -226,18 +226,19 @@ class Monitor:
     def _tracker(self, role: Role) -> AccuracyTracker:
         return self.accuracy if role is Role.CHAMPION else self.shadow_accuracy
 
-    def _model_figures(self, role: Role, version: str) -> None:
-        """Refresh the pair's cumulative gauges (and mark it active in the bounded view)."""
-        self.view.touch(role, version)
+    def _model_figures(self, role: Role, version: str, matched: bool = True) -> None:
+        """Refresh the pair's cumulative gauges (and mark it active in the bounded view); a new
+        prediction only changes the prediction count."""
+        gauges = self.view.touch(role, version)
         tot = self._tracker(role).totals[version]
-        labels = (role.value, version)
-        m = self.metrics
-        m.model_predictions.labels(*labels).set(tot.predictions)
-        m.model_labelled.labels(*labels).set(tot.labelled)
+        gauges.set("predictions", tot.predictions)
+        if not matched:
+            return
+        gauges.set("labelled", tot.labelled)
         if tot.confusion.total:
-            m.model_cumulative_accuracy.labels(*labels).set(tot.confusion.accuracy)
+            gauges.set("cumulative_accuracy", tot.confusion.accuracy)
         if tot.calibration is not None and tot.calibration.total:
-            m.model_cumulative_ece.labels(*labels).set(tot.calibration.ece)
+            gauges.set("cumulative_ece", tot.calibration.ece)
 
     def _model_window(self, role: Role, w: ClosedWindow) -> None:
         if (role, w.version) not in self.view:

@@ -16,6 +16,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from enum import StrEnum
+from typing import Any
 
 from prometheus_client import Gauge
 
@@ -33,20 +34,41 @@ class Role(StrEnum):
 Pair = tuple[Role, str]
 
 
+class PairGauges:
+    """A pair's cumulative gauge children, looked up once: they change on every event, and
+    prometheus-client's labels() lookup was the largest cost of the view. A child is created when
+    first set: an accuracy or ECE series must not read 0 before the first label."""
+
+    def __init__(self, metrics: MonitorMetrics, role: Role, version: str) -> None:
+        self.metrics = metrics
+        self.labels = (role.value, version)
+        self.children: dict[str, Any] = {}
+
+    def set(self, name: str, value: float) -> None:
+        child = self.children.get(name)
+        if child is None:
+            gauge: Gauge = getattr(self.metrics, f"model_{name}")
+            child = self.children[name] = gauge.labels(*self.labels)
+        child.set(value)
+
+
 class ModelView:
     def __init__(self, metrics: MonitorMetrics, max_pairs: int) -> None:
         self.metrics = metrics
         self.max_pairs = max_pairs
-        self.pairs: OrderedDict[Pair, None] = OrderedDict()  # least recently active first
+        self.pairs: OrderedDict[Pair, PairGauges] = OrderedDict()  # least recently active first
 
-    def touch(self, role: Role, version: str) -> None:
-        """Mark the pair active now; drops the least recently active ones past the cap."""
+    def touch(self, role: Role, version: str) -> PairGauges:
+        """Mark the pair active now (its gauges); drops the least recently active past the cap."""
         pair = (role, version)
-        self.pairs[pair] = None
+        gauges = self.pairs.get(pair)
+        if gauges is None:
+            gauges = self.pairs[pair] = PairGauges(self.metrics, role, version)
         self.pairs.move_to_end(pair)
         while len(self.pairs) > self.max_pairs:
             old, _ = self.pairs.popitem(last=False)
             self._drop(old)
+        return gauges
 
     def __contains__(self, pair: object) -> bool:
         return pair in self.pairs

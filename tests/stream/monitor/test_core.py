@@ -363,6 +363,8 @@ def test_the_side_by_side_view_keeps_at_most_model_series_max_pairs() -> None:
     assert _sample(mon, "pawstream_monitor_model_cumulative_accuracy", role="champion", version="v1") is None
     assert _sample(mon, preds, role="challenger", version="v2") == 2
     assert _sample(mon, preds, role="champion", version="v3") == 1
+    # No label yet for v3: no accuracy series (it would read 0), not a wrong figure.
+    assert _sample(mon, "pawstream_monitor_model_cumulative_accuracy", role="champion", version="v3") is None
     assert _sample(mon, "pawstream_monitor_model_series_dropped_total") == 1
     assert [(m["role"], m["version"]) for m in mon.summary()["models"]] == [
         ("champion", "v3"),
