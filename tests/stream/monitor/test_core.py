@@ -372,3 +372,33 @@ def test_the_side_by_side_view_keeps_at_most_model_series_max_pairs() -> None:
     ]
     # The champion's own per-version figures are not capped: v1 is still there.
     assert _sample(mon, "pawstream_monitor_labelled_total", model_version="v1") == 1
+
+
+def test_the_challenger_is_drift_tested_apart_and_emits_no_events() -> None:
+    """Challenger v2 beside champion v1 (the profile's version), on the same images: each gets
+    its own drift windows; v2 has no embedding test, and its results are gauges, not events."""
+    world = synth.EmbeddingWorld()
+    prof = synth.profile(world, version="v1")
+    mon = Monitor(settings(drift_window_events=50), profile=prof)
+    emb, cls = world.sample(50, np.random.default_rng(4))
+    events = []
+    for k in range(50):
+        label, conf = ["cat", "dog"][cls[k]], float(prof.confidence[k])
+        ev = synth.prediction(f"d{k}", label, T0 + k, confidence=conf, embedding=emb[k])
+        events += mon.on_prediction(ev, now=T0 + k)
+        shadow = synth.prediction(f"d{k}", "fox", T0 + k, version="v2", confidence=0.55, embedding=emb[k])
+        assert mon.on_shadow_prediction(shadow, now=T0 + k) == []
+    assert {(e.model_version, e.metric, e.kind) for e in events} == {
+        ("v1", "class_mix_psi", "window"),
+        ("v1", "confidence_ks", "window"),
+        ("v1", "embedding_mmd", "window"),
+    }
+    detected = "pawstream_monitor_model_drift_detected"
+    assert _sample(mon, detected, role="challenger", version="v2", metric="class_mix_psi") == 1
+    assert _sample(mon, detected, role="challenger", version="v2", metric="confidence_ks") == 1
+    assert _sample(mon, detected, role="challenger", version="v2", metric="embedding_mmd") is None
+    assert _sample(mon, detected, role="champion", version="v1", metric="embedding_mmd") == 0
+    assert mon.summary()["status"] == "ok"  # the challenger's drift alerts nobody
+    by_role = {m["role"]: m for m in mon.summary()["models"]}
+    assert set(by_role["challenger"]["drift"]) == {"class_mix_psi", "confidence_ks"}
+    assert by_role["challenger"]["drift"]["class_mix_psi"]["drift"] is True
