@@ -5,6 +5,13 @@ coverage, drift statistics and thresholds, per model version), so the API reads 
 a second interface: ``pawstream api`` builds
 ``create_app(settings, monitoring=MonitorMetricsProvider.from_settings(settings))``. An app built
 without a provider answers with :class:`PlaceholderMonitoring`.
+
+``versions`` (keyed by model version) holds the champion's figures, as before shadow scoring.
+``models`` is the side-by-side view: a list of ``{role, version, ...}`` entries, champions first,
+from the ``pawstream_monitor_model_*`` gauges (role ``champion``: the served predictions; role
+``challenger``: the shadow topic's), with feedback accuracy and calibration error (ECE), windowed
+and cumulative, and the last drift statistics. Older monitors export no such gauges: ``models``
+is then empty.
 """
 
 from __future__ import annotations
@@ -47,6 +54,22 @@ _PER_VERSION = {
     "pawstream_monitor_labelled_total": "labelled",
     "pawstream_monitor_expired_predictions_total": "expired",
 }
+_MODEL = {
+    "pawstream_monitor_model_predictions": "predictions",
+    "pawstream_monitor_model_labelled": "labelled",
+    "pawstream_monitor_model_cumulative_accuracy": "cumulative_accuracy",
+    "pawstream_monitor_model_window_accuracy": "window_accuracy",
+    "pawstream_monitor_model_window_labels": "window_labels",
+    "pawstream_monitor_model_cumulative_ece": "cumulative_ece",
+    "pawstream_monitor_model_window_ece": "window_ece",
+}
+_MODEL_DRIFT = {
+    "pawstream_monitor_model_drift_statistic": "statistic",
+    "pawstream_monitor_model_drift_threshold": "threshold",
+    "pawstream_monitor_model_drift_detected": "drift",
+}
+_INTEGERS = {"predictions", "labelled", "window_labels"}
+_ROLE_ORDER = {"champion": 0, "challenger": 1}
 _DRIFT = {
     "pawstream_monitor_drift_statistic": "statistic",
     "pawstream_monitor_drift_threshold": "threshold",
@@ -63,10 +86,16 @@ def summary_from_metrics(text: str) -> dict[str, Any]:
     versions: dict[str, dict[str, Any]] = defaultdict(lambda: {"drift": {}})
     floor, min_labels = math.nan, 1.0
     lag: dict[str, float] = {}
+    models: dict[tuple[str, str], dict[str, Any]] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             v = s.labels.get("model_version")
-            if s.name == "pawstream_monitor_accuracy_floor":
+            role, version = s.labels.get("role"), s.labels.get("version")
+            if s.name in _MODEL or s.name in _MODEL_DRIFT:
+                if role is not None and version is not None:
+                    entry = models.setdefault((role, version), _model_entry(role, version))
+                    _model_sample(entry, s.name, s.labels, s.value)
+            elif s.name == "pawstream_monitor_accuracy_floor":
                 floor = s.value
             elif s.name == "pawstream_monitor_accuracy_min_labels":
                 min_labels = s.value
@@ -96,9 +125,27 @@ def summary_from_metrics(text: str) -> dict[str, Any]:
         "status": "alert" if alerts else ("ok" if versions else "no_data"),
         "accuracy_floor": _clean(floor),
         "versions": dict(versions),
+        "models": [models[k] for k in sorted(models, key=lambda k: (_ROLE_ORDER.get(k[0], 2), k))],
         "alerts": alerts,
         "consumer_lag": lag,
     }
+
+
+def _model_entry(role: str, version: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"role": role, "version": version}
+    entry.update(dict.fromkeys(_MODEL.values()))
+    entry["drift"] = {}
+    return entry
+
+
+def _model_sample(entry: dict[str, Any], name: str, labels: dict[str, str], value: float) -> None:
+    if name in _MODEL:
+        key = _MODEL[name]
+        clean = _clean(value)
+        entry[key] = int(clean) if key in _INTEGERS and clean is not None else clean
+        return
+    drift = entry["drift"].setdefault(labels.get("metric", "?"), {})
+    drift[_MODEL_DRIFT[name]] = bool(value) if name.endswith("detected") else _clean(value)
 
 
 class MonitorMetricsProvider:

@@ -397,6 +397,24 @@ class MonitoringSettings(BaseModel):
     mmd_bootstrap: int = Field(2000, ge=100, description="Resamples calibrating the MMD threshold.")
     mmd_reference_max: int = Field(1000, ge=20, description="Reference embeddings used (cost is linear).")
     lag_interval_s: float = Field(15.0, ge=0, description="Worker consumer-lag probe period; 0 disables it.")
+    ece_bins: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description=(
+            "Equal-width confidence bins of the monitor's calibration error (ECE). 10, not training's "
+            "15: a window holds tens of labels, and a two-class model's confidences fill only the upper "
+            "half of the bins, so more bins mostly add noise. Set 15 to compare with test_ece."
+        ),
+    )
+    model_series_max: int = Field(
+        8,
+        ge=2,
+        description=(
+            "(role, version) pairs the per-version view and its role/version metrics keep; past it "
+            "the least recently active pair is dropped from both."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod

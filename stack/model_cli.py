@@ -10,6 +10,13 @@ and export stamps the registry version number into that artifact's meta, so the 
 ``model_version="3"`` is registry version 3. (An artifact registered some other way, e.g.
 training.smoke_model, keeps the version string it was built with and has no figures under its number:
 guarded promotion then refuses it for too few labels.)
+
+Which figures: the monitor's side-by-side view (``models`` in its summary, the
+``pawstream_monitor_model_*`` gauges with ``role`` and ``version``). The challenger is judged by
+its shadow figures (role ``challenger``: scored on the same live images as the champion), the
+champion by its served ones (role ``champion``). A version without figures in that role falls
+back to the other role's, then to the champion-only ``model_version`` figures an older monitor
+exports, so a version that already served, or a monitor without the view, still counts.
 """
 
 from __future__ import annotations
@@ -157,9 +164,14 @@ def monitor_url(settings: Settings) -> str:
     return settings.api.monitoring_url or f"http://127.0.0.1:{settings.monitoring.metrics_port}/metrics"
 
 
-def _figures(versions: dict[str, Any], version: str) -> tuple[float | None, int]:
-    """(cumulative feedback accuracy, labelled events) the monitor reports for ``version``."""
-    figures = versions.get(version, {})
+def _figures(summary: dict[str, Any], version: str, role: str) -> tuple[float | None, int]:
+    """(cumulative feedback accuracy, labelled events) the monitor reports for ``version`` in
+    ``role``, else in the other role, else in its champion-only per-version figures."""
+    by_pair = {(m["role"], m["version"]): m for m in summary.get("models", [])}
+    other = "champion" if role == "challenger" else "challenger"
+    figures = by_pair.get((role, version)) or by_pair.get((other, version))
+    if figures is None or not figures.get("labelled"):
+        figures = summary["versions"].get(version, figures or {})
     accuracy = figures.get("cumulative_accuracy")
     labelled = figures.get("labelled") or 0
     if accuracy is not None and math.isnan(accuracy):
@@ -173,9 +185,9 @@ def guard_refusal(metrics_text: str, challenger: str, champion: str, options: Gu
     Both accuracies are cumulative (every labelled pair since the monitor started): the same
     span for both, and the counts the label minimum applies to.
     """
-    versions = summary_from_metrics(metrics_text)["versions"]
-    ch_acc, ch_n = _figures(versions, challenger)
-    cur_acc, cur_n = _figures(versions, champion)
+    summary = summary_from_metrics(metrics_text)
+    ch_acc, ch_n = _figures(summary, challenger, "challenger")
+    cur_acc, cur_n = _figures(summary, champion, "champion")
     for who, version, n in (("challenger", challenger, ch_n), ("champion", champion, cur_n)):
         if n < options.min_labels and not options.force:
             return (

@@ -12,6 +12,7 @@ import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from stream.monitor.calibration import Calibration
 from stream.monitor.join import Match
 
 # Label delay histogram buckets (seconds): labels come seconds to days late.
@@ -60,10 +61,15 @@ class ClosedWindow:
     start: float
     end: float
     confusion: Confusion
+    calibration: Calibration | None = None  # of the pairs whose prediction carried a confidence
 
     @property
     def accuracy(self) -> float:
         return self.confusion.accuracy
+
+    @property
+    def ece(self) -> float:
+        return self.calibration.ece if self.calibration is not None else math.nan
 
 
 @dataclass
@@ -73,6 +79,7 @@ class VersionTotals:
     expired: int = 0  # predictions whose label never came within the horizon
     late: int = 0  # pairs that arrived after their window closed
     confusion: Confusion = field(default_factory=Confusion)
+    calibration: Calibration | None = None  # set by the tracker (it knows the bin count)
     delay_buckets: list[int] = field(default_factory=lambda: [0] * (len(LABEL_DELAY_BUCKETS) + 1))
 
     @property
@@ -82,10 +89,12 @@ class VersionTotals:
 
 
 class AccuracyTracker:
-    def __init__(self, window_s: float, grace_s: float) -> None:
+    def __init__(self, window_s: float, grace_s: float, ece_bins: int = 10) -> None:
         self.window_s = window_s
         self.grace_s = grace_s
+        self.ece_bins = ece_bins
         self.open: dict[int, dict[str, Confusion]] = defaultdict(dict)  # window index -> version -> counts
+        self.open_calibration: dict[int, dict[str, Calibration]] = defaultdict(dict)
         self.closed_before = -(10**18)  # windows with a smaller index are closed
         self.max_event_time = -math.inf
         self.totals: dict[str, VersionTotals] = defaultdict(VersionTotals)
@@ -105,6 +114,9 @@ class AccuracyTracker:
         tot = self.totals[version]
         tot.labelled += 1
         tot.confusion.add(match.feedback.label, match.prediction.label)
+        confidence = match.prediction.confidence
+        if confidence is not None:
+            self.calibration(version).add(confidence, match.correct)
         delay = match.label_delay_s
         tot.delay_buckets[next((i for i, b in enumerate(LABEL_DELAY_BUCKETS) if delay <= b), -1)] += 1
         self.max_event_time = max(self.max_event_time, match.joined_at)
@@ -113,7 +125,19 @@ class AccuracyTracker:
             tot.late += 1
             return False
         self.open[idx].setdefault(version, Confusion()).add(match.feedback.label, match.prediction.label)
+        if confidence is not None:
+            window = self.open_calibration[idx]
+            if version not in window:
+                window[version] = Calibration(self.ece_bins)
+            window[version].add(confidence, match.correct)
         return True
+
+    def calibration(self, version: str) -> Calibration:
+        """The cumulative calibration counts of ``version`` (created empty on first use)."""
+        tot = self.totals[version]
+        if tot.calibration is None:
+            tot.calibration = Calibration(self.ece_bins)
+        return tot.calibration
 
     def close(self, wall_now: float | None = None) -> list[ClosedWindow]:
         """Close every window whose end + grace has passed by event time or by ``wall_now``."""
@@ -126,7 +150,16 @@ class AccuracyTracker:
             return []
         done: list[ClosedWindow] = []
         for idx in sorted(i for i in self.open if i < first_open):
+            calibrations = self.open_calibration.pop(idx, {})
             for version, confusion in sorted(self.open.pop(idx).items()):
-                done.append(ClosedWindow(version, idx * self.window_s, (idx + 1) * self.window_s, confusion))
+                done.append(
+                    ClosedWindow(
+                        version,
+                        idx * self.window_s,
+                        (idx + 1) * self.window_s,
+                        confusion,
+                        calibrations.get(version),
+                    )
+                )
         self.closed_before = first_open
         return done

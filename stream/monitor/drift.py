@@ -9,6 +9,11 @@ rate do not depend on traffic. Three tests run on each full window:
 * ``confidence_ks``: two-sample KS of max probabilities against the reference sample;
 * ``embedding_mmd``: RBF MMD^2 of the embeddings against reference embeddings (or, when the
   profile only has their mean and variance, the mean-embedding distance).
+
+Windows are kept per (role, version): the champion's and the challenger's predictions of the
+same images are tested apart. The class mix and the confidences are outputs any version can be
+held to; the embedding test only runs for the version the profile was made with (another model's
+feature space is not comparable, even when its dimension is the same).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class DriftResult:
     end: float
     n: int
     details: dict[str, float | int | str] = field(default_factory=dict)
+    role: str = "champion"
 
 
 @dataclass
@@ -101,18 +107,27 @@ class DriftMonitor:
                     "calibration_s": round(time.perf_counter() - t0, 3),
                 },
             )
-        self.windows: dict[str, _Window] = {}
+        self.windows: dict[tuple[str, str], _Window] = {}  # (role, version) -> open window
         self.skipped_embeddings = 0
         self.mmd_seconds: list[float] = []  # cost of each embedding test, for the measurements
 
     def applies_to(self, version: str) -> bool:
+        """Whether the profile's embeddings describe ``version``'s feature space."""
         return self.profile.model_version is None or self.profile.model_version == version
 
     def add(
-        self, version: str, label: str, confidence: float, embedding: np.ndarray | None, t: float
+        self,
+        version: str,
+        label: str,
+        confidence: float,
+        embedding: np.ndarray | None,
+        t: float,
+        role: str = "champion",
     ) -> list[DriftResult]:
         """Add one prediction; returns the test results when it completes a window."""
-        w = self.windows.setdefault(version, _Window())
+        if not self.applies_to(version):
+            embedding = None
+        w = self.windows.setdefault((role, version), _Window())
         w.labels.append(self.label_index.get(label, len(self.profile.labels)))
         w.confidence.append(confidence)
         if embedding is not None and self.embedding is not None:
@@ -123,17 +138,17 @@ class DriftMonitor:
         w.start, w.end = min(w.start, t), max(w.end, t)
         if len(w.labels) < self.size:
             return []
-        del self.windows[version]
-        return self._test(version, w)
+        del self.windows[(role, version)]
+        return self._test(version, w, role)
 
-    def _test(self, version: str, w: _Window) -> list[DriftResult]:
+    def _test(self, version: str, w: _Window, role: str) -> list[DriftResult]:
         n = len(w.labels)
 
         def result(
             metric: str, res: stats.TestResult, details: dict[str, float | int | str], size: int = n
         ) -> DriftResult:
             return DriftResult(
-                version, metric, res.statistic, res.threshold, res.drift, w.start, w.end, size, details
+                version, metric, res.statistic, res.threshold, res.drift, w.start, w.end, size, details, role
             )
 
         counts = np.bincount(w.labels, minlength=len(self.ref_mix)).astype(np.float64)

@@ -4,7 +4,7 @@ The store is any ``MutableMapping[str, list]``: a dict in tests, a Faust table (
 keyed by id, co-partitioned with both topics) in the monitor. An entry holds only what the join
 needs, as a short JSON list whose second item is the entry's event time (epoch seconds):
 
-    ["p", emitted_at, label, version, published_at]   prediction waiting for its label
+    ["p", emitted_at, label, version, published_at, confidence]   prediction waiting for its label
     ["f", created_at, label]                           label waiting for its prediction
     ["m", t]                                           matched (a tombstone; t of the first half)
 
@@ -51,6 +51,7 @@ class PredictionFacts:
     version: str
     published_at: float
     emitted_at: float
+    confidence: float | None = None  # top-label probability, for calibration (None: not known)
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,23 @@ def entry_time(entry: Entry) -> float:
 
 def _pred_entry(facts: PredictionFacts) -> Entry:
     # Labels and versions take a handful of values: interned, every entry shares one string.
-    return ["p", facts.emitted_at, sys.intern(facts.label), sys.intern(facts.version), facts.published_at]
+    entry: Entry = [
+        "p",
+        facts.emitted_at,
+        sys.intern(facts.label),
+        sys.intern(facts.version),
+        facts.published_at,
+    ]
+    if facts.confidence is not None:
+        entry.append(facts.confidence)
+    return entry
 
 
 def _pred(entry: Entry) -> PredictionFacts:
-    return PredictionFacts(str(entry[2]), str(entry[3]), float(entry[4]), float(entry[1]))
+    # Entries written before calibration was measured have no confidence (5 items): still joined,
+    # only left out of the ECE.
+    confidence = float(entry[5]) if len(entry) > 5 and entry[5] is not None else None
+    return PredictionFacts(str(entry[2]), str(entry[3]), float(entry[4]), float(entry[1]), confidence)
 
 
 def _fb(entry: Entry) -> FeedbackFacts:

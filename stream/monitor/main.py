@@ -2,12 +2,20 @@
 
 A thin layer over :class:`stream.monitor.core.Monitor`:
 
-* one agent reads both the predictions and the feedback topic (co-partitioned: both have
-  ``topics.output_partitions`` partitions and are keyed by image id);
-* the join state lives in a Faust table keyed by id, changelogged, so a restarted monitor
+* one agent reads the predictions, the shadow predictions (the challenger's) and the feedback
+  topic (co-partitioned: all have ``topics.output_partitions`` partitions and are keyed by image
+  id);
+* the join state lives in Faust tables keyed by id, changelogged, so a restarted monitor
   recovers pending predictions and labels (and the tombstones that make redeliveries
-  duplicates). The table uses the producer's partitioner for its changelog, which puts each
-  key in the same partition as its source records and lets the expiry timer modify it;
+  duplicates). The tables use the producer's partitioner for their changelogs, which puts each
+  key in the same partition as its source records and lets the expiry timer modify them;
+* the challenger's join is a second table (``<app_id>-join-shadow``), not role-prefixed keys in
+  the first: the changelog partition is the hash of the key, so a key ``challenger:<id>`` would
+  land in another partition than the id's records, and after a rebalance another instance would
+  recover it than the one reading that id. A second table keyed by the same id bytes lands in
+  the same partition. It also leaves the champion's changelog format (and the recovery of
+  changelogs written before shadow scoring) untouched, and gives the challenger its own bound,
+  so its entries never evict the champion's pending labels;
 * timers close accuracy windows on the wall clock, expire unmatched items, and probe consumer
   lag of the worker and the monitor groups for the ``pawstream_consumer_lag`` gauge.
 
@@ -48,7 +56,7 @@ from pawstream.vision.registry import RegistryError, resolve_model
 from stream.monitor import recovery
 from stream.monitor.changelog import AckedChangelogTable, exit_unacked
 from stream.monitor.core import Monitor
-from stream.monitor.join import Entry
+from stream.monitor.join import Entry, Join
 from stream.monitor.monitor_metrics import MonitorMetrics
 from stream.monitor.reference import ReferenceProfile, load_profile
 from stream.monitor.versions import UnknownVersions
@@ -122,34 +130,12 @@ class Utf8Keys(MutableMapping[str, Entry]):
 
 def add_monitor(app: faust.App, settings: Settings, monitor: Monitor) -> None:
     t, m = settings.topics, settings.monitoring
-    inputs = app.topic(t.predictions, t.feedback, partitions=t.output_partitions, **_RAW)
-    out_topic = app.topic(t.monitoring, partitions=1, **_RAW)
-    join = monitor.join
-
-    async def index_recovered(event: faust.types.EventT) -> None:
-        # Table recovery writes the store directly; order each restored entry as it comes so the
-        # bounded sweep never has to walk the table to find what is old.
-        key = event.key
-        if isinstance(key, bytes) and event.value is not None:
-            join.index(key.decode(errors="replace"), event.value, event.message.partition, time.time())
-
-    async def forget_revoked() -> None:
-        join.keep_partitions({tp.partition for tp in app.assignor.assigned_actives()})
-
-    # bytes keys use the raw codec, so a changelog record hashes to the same partition as the
-    # source records of its id (str keys would be JSON-quoted and land elsewhere).
-    table = AckedChangelogTable(
-        app,
-        name=f"{m.app_id}-join",
-        beacon=app.tables.beacon,
-        partitions=t.output_partitions,
-        key_type=bytes,
-        use_partitioner=True,
-        on_changelog_event=index_recovered,
-        on_recover=forget_revoked,
+    inputs = app.topic(
+        t.predictions, t.shadow_predictions, t.feedback, partitions=t.output_partitions, **_RAW
     )
-    app.tables.add(table)
-    join.store = Utf8Keys(table)
+    out_topic = app.topic(t.monitoring, partitions=1, **_RAW)
+    table = _join_table(app, settings, monitor.join, f"{m.app_id}-join")
+    shadow_table = _join_table(app, settings, monitor.shadow_join, f"{m.app_id}-join-shadow")
     unknown = UnknownVersions(monitor.metrics.unknown_versions)
     delivery_timeout_s = 2 * settings.kafka.request_timeout_s
 
@@ -165,6 +151,9 @@ def add_monitor(app: faust.App, settings: Settings, monitor: Monitor) -> None:
         try:
             if msg.topic == t.predictions:
                 return monitor.on_prediction(parse_versioned(PredictionEvent, raw), now, msg.partition)
+            if msg.topic == t.shadow_predictions:
+                ev = parse_versioned(PredictionEvent, raw)
+                return monitor.on_shadow_prediction(ev, now, msg.partition)
             return monitor.on_feedback(parse_versioned(FeedbackEvent, raw), now, msg.partition)
         except UnknownSchemaVersion as exc:  # a newer writer: counted, logged once per version
             unknown.record(msg.topic, exc, msg.offset)
@@ -189,6 +178,7 @@ def add_monitor(app: faust.App, settings: Settings, monitor: Monitor) -> None:
             try:
                 sent = await publish(out)
                 await table.changelog_delivered(delivery_timeout_s)
+                await shadow_table.changelog_delivered(delivery_timeout_s)
                 await asyncio.wait_for(asyncio.gather(*sent), delivery_timeout_s)
             except Exception as exc:
                 exit_unacked("join state or outputs not delivered; exiting without acking the batch", exc)
@@ -202,6 +192,7 @@ def add_monitor(app: faust.App, settings: Settings, monitor: Monitor) -> None:
         # One bounded step (monitoring.join_sweep_batch heap items): never a pass over the table.
         n = monitor.sweep(time.time())
         monitor.metrics.join_entries.set(len(table))
+        monitor.metrics.shadow_join_entries.set(len(shadow_table))
         if n:
             logger.info("expired unmatched items", extra={"expired": n})
 
@@ -210,6 +201,36 @@ def add_monitor(app: faust.App, settings: Settings, monitor: Monitor) -> None:
     if m.lag_interval_s > 0:
         probe = LagProbe(settings, monitor.metrics)
         app.timer(m.lag_interval_s, name=f"{m.app_id}.lag")(probe.run)
+
+
+def _join_table(app: faust.App, settings: Settings, join: Join, name: str) -> AckedChangelogTable:
+    """A changelogged join table keyed by image id, wired to ``join`` (its store and its order)."""
+
+    async def index_recovered(event: faust.types.EventT) -> None:
+        # Table recovery writes the store directly; order each restored entry as it comes so the
+        # bounded sweep never has to walk the table to find what is old.
+        key = event.key
+        if isinstance(key, bytes) and event.value is not None:
+            join.index(key.decode(errors="replace"), event.value, event.message.partition, time.time())
+
+    async def forget_revoked() -> None:
+        join.keep_partitions({tp.partition for tp in app.assignor.assigned_actives()})
+
+    # bytes keys use the raw codec, so a changelog record hashes to the same partition as the
+    # source records of its id (str keys would be JSON-quoted and land elsewhere).
+    table = AckedChangelogTable(
+        app,
+        name=name,
+        beacon=app.tables.beacon,
+        partitions=settings.topics.output_partitions,
+        key_type=bytes,
+        use_partitioner=True,
+        on_changelog_event=index_recovered,
+        on_recover=forget_revoked,
+    )
+    app.tables.add(table)
+    join.store = Utf8Keys(table)
+    return table
 
 
 class LagProbe:
@@ -221,7 +242,7 @@ class LagProbe:
         self.metrics = metrics
         self.groups = {
             settings.worker.app_id: [t.images],
-            settings.monitoring.app_id: [t.predictions, t.feedback],
+            settings.monitoring.app_id: [t.predictions, t.shadow_predictions, t.feedback],
         }
 
     async def lag(self) -> dict[tuple[str, str], int]:
@@ -292,6 +313,7 @@ def build_monitor(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.
         "monitor starting",
         extra={
             "predictions_topic": settings.topics.predictions,
+            "shadow_predictions_topic": settings.topics.shadow_predictions,
             "feedback_topic": settings.topics.feedback,
             "monitoring_topic": settings.topics.monitoring,
             "window_s": settings.monitoring.window_s,

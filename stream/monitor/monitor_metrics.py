@@ -1,7 +1,10 @@
 """Monitor metrics (prometheus-client) in a registry of the monitor's own: nothing global.
 
 Every figure is labelled by ``model_version``; the dashboard and alert rules in compose/ use
-these names.
+these names. Those ``model_version`` families count the champion only (the main predictions
+topic), as they always did. The ``pawstream_monitor_model_*`` families are the side-by-side view:
+labelled ``role`` (champion: the main topic; challenger: the shadow topic) and ``version``, for
+every pair the monitor keeps (at most ``monitoring.model_series_max``; see core.ModelView).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from stream.monitor.accuracy import LABEL_DELAY_BUCKETS
 
 V = "model_version"
+RV = ["role", "version"]
 
 
 class MonitorMetrics:
@@ -108,6 +112,17 @@ class MonitorMetrics:
             ["reason"],
             registry=r,
         )
+        self.shadow_join_removed = Counter(
+            "pawstream_monitor_shadow_join_removed",
+            "Challenger join-table entries removed by its bound (expired or evicted).",
+            ["reason"],
+            registry=r,
+        )
+        self.shadow_join_entries = Gauge(
+            "pawstream_monitor_shadow_join_entries",
+            "Items held in the challenger's join table (this instance).",
+            registry=r,
+        )
         self.unknown_versions = Counter(
             "pawstream_monitor_unknown_schema_versions",
             "Records skipped because their schema version v is not one this monitor reads.",
@@ -120,6 +135,45 @@ class MonitorMetrics:
             ["group", "topic"],
             registry=r,
         )
+
+        # -- side by side: (role, version) ----------------------------------------------------------
+        def gauge(name: str, doc: str, extra: list[str] | None = None) -> Gauge:
+            return Gauge(f"pawstream_monitor_model_{name}", doc, RV + (extra or []), registry=r)
+
+        self.model_predictions = gauge("predictions", "Distinct predictions seen, per role and version.")
+        self.model_labelled = gauge("labelled", "Predictions joined to a label, per role and version.")
+        self.model_cumulative_accuracy = gauge("cumulative_accuracy", "Accuracy over every pair since start.")
+        self.model_window_accuracy = gauge("window_accuracy", "Accuracy of the last closed window.")
+        self.model_window_labels = gauge("window_labels", "Labelled pairs in the last closed window.")
+        self.model_cumulative_ece = gauge(
+            "cumulative_ece", "Expected calibration error over every pair since start."
+        )
+        self.model_window_ece = gauge("window_ece", "Expected calibration error of the last closed window.")
+        self.model_drift_statistic = gauge("drift_statistic", "Last drift window's statistic.", ["metric"])
+        self.model_drift_threshold = gauge(
+            "drift_threshold", "Threshold the statistic is held to.", ["metric"]
+        )
+        self.model_drift_detected = gauge("drift_detected", "1 when the last window drifted.", ["metric"])
+        self.model_series_dropped = Counter(
+            "pawstream_monitor_model_series_dropped",
+            "(role, version) pairs dropped from the side-by-side view (monitoring.model_series_max).",
+            registry=r,
+        )
+
+    def model_gauges(self) -> list[Gauge]:
+        """The (role, version) gauges without a further label."""
+        return [
+            self.model_predictions,
+            self.model_labelled,
+            self.model_cumulative_accuracy,
+            self.model_window_accuracy,
+            self.model_window_labels,
+            self.model_cumulative_ece,
+            self.model_window_ece,
+        ]
+
+    def model_drift_gauges(self) -> list[Gauge]:
+        return [self.model_drift_statistic, self.model_drift_threshold, self.model_drift_detected]
 
     def serve(self, port: int, host: str = "127.0.0.1") -> WSGIServer | None:
         """Expose /metrics on ``host:port`` (monitoring.metrics_host: loopback unless a container

@@ -114,6 +114,12 @@ def test_dashboard_structure_and_coverage() -> None:
         "pawstream_monitor_label_coverage",
         "pawstream_monitor_label_delay_seconds_bucket",
         "pawstream_consumer_lag",
+        # champion vs challenger: accuracy and ECE per role and version
+        'pawstream_monitor_model_window_accuracy{role="champion"}',
+        'pawstream_monitor_model_window_accuracy{role="challenger"}',
+        "pawstream_monitor_model_cumulative_accuracy",
+        "pawstream_monitor_model_window_ece",
+        "pawstream_monitor_model_cumulative_ece",
     ):
         assert needed in used, needed
 

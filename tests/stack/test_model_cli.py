@@ -180,6 +180,31 @@ def test_guarded_promote_compares_feedback_accuracy(registry: TrainingSettings, 
     assert _champion(registry) == "2"
 
 
+def _side_by_side(monitor: Monitor, role: str, version: str, labelled: int, accuracy: float) -> None:
+    metrics = monitor.metrics
+    metrics.model_labelled.labels(role, version).set(labelled)
+    metrics.model_cumulative_accuracy.labels(role, version).set(accuracy)
+
+
+def test_guarded_promote_judges_the_challenger_by_its_shadow_figures(
+    registry: TrainingSettings, monitor: Monitor
+) -> None:
+    """Version 2 was shadowed (role challenger) beside champion 1: those figures decide, even
+    when a champion-only figure for version 2 says otherwise."""
+    url = monitor.url
+    guarded = ("model", "promote", "2", "--guarded", "--monitor", url, "--min-labels", "50")
+    _side_by_side(monitor, "champion", "1", labelled=400, accuracy=0.90)
+    _side_by_side(monitor, "challenger", "2", labelled=300, accuracy=0.70)
+    _feedback(monitor, "2", labelled=100, accuracy=0.99)  # not what the shadow measured
+    code, out, err = _run(*guarded, "--margin", "0.05")
+    assert code == 1 and out == ""
+    assert err.startswith("refused: version 2 feedback accuracy 0.7000 (300 labels) is below champion")
+    assert _champion(registry) == "1"
+    _side_by_side(monitor, "challenger", "2", labelled=300, accuracy=0.88)
+    code, out, _ = _run(*guarded, "--margin", "0.05")
+    assert (code, out) == (0, f"{NAME}@champion: 1 -> 2\n")
+
+
 def test_guarded_promote_refuses_too_few_labels_unless_forced(
     registry: TrainingSettings, monitor: Monitor
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -9,8 +10,10 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from pawstream.settings import MonitoringSettings
+from stream.monitor.calibration import Calibration
 from stream.monitor.core import Monitor
 from tests.support import monitor_events as synth
+from training.calibration import ece
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -194,10 +197,208 @@ def test_class_mix_drift_and_unknown_labels() -> None:
     del rng
 
 
-def test_other_model_versions_are_not_drift_tested() -> None:
+def test_other_model_versions_get_label_and_confidence_drift_but_no_embedding_test() -> None:
+    """The profile was made with v1: v2's class mix and confidences are still tested against it,
+    its embeddings (another feature space) never are."""
     world = synth.EmbeddingWorld()
-    mon = Monitor(settings(drift_window_events=10), profile=synth.profile(world, version="v1"))
+    prof = synth.profile(world, version="v1")
+    mon = Monitor(settings(drift_window_events=50), profile=prof)
+    emb, cls = world.sample(100, np.random.default_rng(3))
     out = []
-    for k in range(30):
-        out += mon.on_prediction(synth.prediction(f"o{k}", "cat", T0 + k, version="v2"), now=T0 + k)
-    assert out == [] and mon.drift is not None and mon.drift.windows == {}
+    for version in ("v1", "v2"):
+        for k in range(50):
+            i = k if version == "v1" else 50 + k
+            ev = synth.prediction(
+                f"{version}-{k}",
+                ["cat", "dog"][cls[i]],
+                T0 + k,
+                version=version,
+                confidence=float(prof.confidence[i]),
+                embedding=emb[i],
+            )
+            out += mon.on_prediction(ev, now=T0 + k)
+    tested = {(e.model_version, e.metric) for e in out}
+    assert tested == {
+        ("v1", "class_mix_psi"),
+        ("v1", "confidence_ks"),
+        ("v1", "embedding_mmd"),
+        ("v2", "class_mix_psi"),
+        ("v2", "confidence_ks"),
+    }
+
+
+def _sample(mon: Monitor, name: str, **labels: str) -> float | None:
+    return mon.metrics.registry.get_sample_value(name, labels)
+
+
+def test_champion_and_challenger_join_each_label_in_any_order() -> None:
+    """Each label pairs with the id's champion and its challenger prediction, whichever of the
+    three arrives first; the champion's figures are those of a monitor without a challenger."""
+    with_challenger = Monitor(settings(), profile=None)
+    alone = Monitor(settings(), profile=None)
+    for i in range(20):
+        t = T0 + i * 0.1
+        champion = synth.prediction(f"id{i}", "cat", t, confidence=0.9)  # always right
+        challenger = synth.prediction(f"id{i}", "cat" if i % 4 else "dog", t, version="v2", confidence=0.8)
+        label = synth.feedback(f"id{i}", "cat", t + 0.05)
+        order = [
+            ("f", "c", "s"),  # feedback before both predictions
+            ("c", "f", "s"),  # between them
+            ("s", "c", "f"),  # after both
+            ("c", "s", "f"),
+        ][i % 4]
+        for step in order:
+            if step == "f":
+                with_challenger.on_feedback(label, now=t)
+            elif step == "c":
+                with_challenger.on_prediction(champion, now=t)
+            else:
+                with_challenger.on_shadow_prediction(challenger, now=t)
+        alone.on_prediction(champion, now=t)
+        alone.on_feedback(label, now=t)
+    with_challenger.tick(T0 + 20)
+    alone.tick(T0 + 20)
+    a, b = with_challenger.summary(), alone.summary()
+    assert a["versions"] == b["versions"] and list(a["versions"]) == ["v1"]
+    models = {(m["role"], m["version"]): m for m in a["models"]}
+    assert list(models) == [("champion", "v1"), ("challenger", "v2")]
+    champ, chall = models[("champion", "v1")], models[("challenger", "v2")]
+    assert (champ["labelled"], champ["cumulative_accuracy"], champ["window_accuracy"]) == (20, 1.0, 1.0)
+    assert (chall["labelled"], chall["cumulative_accuracy"], chall["window_accuracy"]) == (20, 0.75, 0.75)
+    assert chall["window_labels"] == 20 and chall["predictions"] == 20
+    # The champion's model_version metrics never see the challenger.
+    assert _sample(with_challenger, "pawstream_monitor_labelled_total", model_version="v2") is None
+    assert _sample(with_challenger, "pawstream_monitor_labelled_total", model_version="v1") == 20
+    acc = "pawstream_monitor_model_cumulative_accuracy"
+    assert _sample(with_challenger, acc, role="challenger", version="v2") == 0.75
+    assert _sample(with_challenger, acc, role="champion", version="v1") == 1.0
+    assert (
+        _sample(with_challenger, "pawstream_monitor_model_window_labels", role="challenger", version="v2")
+        == 20
+    )
+
+
+def test_duplicates_of_either_role_are_counted_once_and_never_twice() -> None:
+    mon = Monitor(settings(), profile=None)
+    champion = synth.prediction("a", "cat", T0, confidence=0.9)
+    challenger = synth.prediction("a", "dog", T0, version="v2", confidence=0.7)
+    label = synth.feedback("a", "cat", T0 + 1)
+    mon.on_prediction(champion, now=T0)
+    mon.on_shadow_prediction(challenger, now=T0)
+    mon.on_feedback(label, now=T0 + 1)
+    # Redelivered: each of the three once more, and a second, different label (first one wins).
+    mon.on_shadow_prediction(challenger, now=T0 + 2)
+    mon.on_prediction(champion, now=T0 + 2)
+    mon.on_feedback(label, now=T0 + 2)
+    mon.on_feedback(synth.feedback("a", "dog", T0 + 3), now=T0 + 3)
+    dup = "pawstream_monitor_duplicates_total"
+    assert _sample(mon, dup, kind="prediction") == 1
+    assert _sample(mon, dup, kind="shadow_prediction") == 1
+    assert _sample(mon, dup, kind="feedback") == 2  # as before shadow scoring
+    assert _sample(mon, dup, kind="shadow_feedback") == 2
+    models = {m["role"]: m for m in mon.summary()["models"]}
+    assert (models["champion"]["labelled"], models["champion"]["cumulative_accuracy"]) == (1, 1.0)
+    assert (models["challenger"]["labelled"], models["challenger"]["cumulative_accuracy"]) == (1, 0.0)
+    assert models["challenger"]["predictions"] == 1
+
+
+def test_ece_windowed_and_cumulative_on_known_numbers() -> None:
+    """Window 0: 10 pairs at confidence 0.95 with 8 right, 10 at 0.65 with 7 right: ECE =
+    (|8 - 9.5| + |7 - 6.5|) / 20 = 0.1. Window 1: 10 at 0.95, all right: ECE = 0.05.
+    Cumulative: (|18 - 19| + |7 - 6.5|) / 30 = 0.05."""
+    mon = Monitor(settings(), profile=None)
+    pairs = [(0.95, i < 8) for i in range(10)] + [(0.65, i < 7) for i in range(10)]
+    pairs += [(0.95, True)] * 10
+    for i, (confidence, right) in enumerate(pairs):
+        t = T0 + (i * 0.5 if i < 20 else 10 + (i - 20) * 0.5)
+        for role in ("champion", "challenger"):
+            ev = synth.prediction(f"e{i}", "cat", t, confidence=confidence, version="v7")
+            (mon.on_prediction if role == "champion" else mon.on_shadow_prediction)(ev, now=t)
+        mon.on_feedback(synth.feedback(f"e{i}", "cat" if right else "dog", t), now=t)
+        if i == 19:
+            mon.tick(T0 + 10 + 2.5)  # window 0 closes (grace 2 s)
+            for role in ("champion", "challenger"):
+                assert _sample(mon, "pawstream_monitor_model_window_ece", role=role, version="v7") == (
+                    pytest.approx(0.1)
+                )
+    mon.tick(T0 + 30)
+    for role in ("champion", "challenger"):
+        labels = {"role": role, "version": "v7"}
+        assert _sample(mon, "pawstream_monitor_model_window_ece", **labels) == pytest.approx(0.05)
+        assert _sample(mon, "pawstream_monitor_model_cumulative_ece", **labels) == pytest.approx(0.05)
+    # The same figure as training's ECE (training/calibration.py) with the same bins.
+    conf = np.array([c for c, _ in pairs])
+    correct = np.array([r for _, r in pairs])
+    probs = np.stack([conf, 1 - conf], axis=1)  # class 0 predicted, at that confidence
+    assert ece(probs, np.where(correct, 0, 1), bins=10) == pytest.approx(0.05)
+
+
+def test_ece_bin_edges_match_training_and_pairs_without_confidence_are_left_out() -> None:
+    cal = Calibration(10)
+    assert [cal.bin_of(c) for c in (0.0, 0.05, 0.1, 0.1000001, 0.5, 0.95, 1.0)] == [0, 0, 0, 1, 4, 9, 9]
+    assert math.isnan(cal.ece)
+    cal.add(float("nan"), True)
+    assert cal.total == 0
+    # A join entry written before confidences were kept (5 items) still joins, without ECE.
+    mon = Monitor(settings(), profile=None)
+    mon.join.store["old"] = ["p", T0, "cat", "v1", T0 - 1]
+    mon.on_feedback(synth.feedback("old", "cat", T0 + 1), now=T0 + 1)
+    (champion,) = mon.summary()["models"]
+    assert (champion["labelled"], champion["cumulative_accuracy"], champion["cumulative_ece"]) == (
+        1,
+        1.0,
+        None,
+    )
+
+
+def test_the_side_by_side_view_keeps_at_most_model_series_max_pairs() -> None:
+    mon = Monitor(settings(model_series_max=2), profile=None)
+    mon.on_prediction(synth.prediction("a", "cat", T0, version="v1"), now=T0)
+    mon.on_shadow_prediction(synth.prediction("a", "cat", T0, version="v2"), now=T0)
+    mon.on_feedback(synth.feedback("a", "cat", T0), now=T0)
+    mon.on_shadow_prediction(synth.prediction("b", "cat", T0 + 1, version="v2"), now=T0 + 1)
+    mon.on_prediction(synth.prediction("b", "cat", T0 + 1, version="v3"), now=T0 + 1)  # hot reload
+    preds = "pawstream_monitor_model_predictions"
+    assert _sample(mon, preds, role="champion", version="v1") is None  # least recently active
+    assert _sample(mon, "pawstream_monitor_model_cumulative_accuracy", role="champion", version="v1") is None
+    assert _sample(mon, preds, role="challenger", version="v2") == 2
+    assert _sample(mon, preds, role="champion", version="v3") == 1
+    # No label yet for v3: no accuracy series (it would read 0), not a wrong figure.
+    assert _sample(mon, "pawstream_monitor_model_cumulative_accuracy", role="champion", version="v3") is None
+    assert _sample(mon, "pawstream_monitor_model_series_dropped_total") == 1
+    assert [(m["role"], m["version"]) for m in mon.summary()["models"]] == [
+        ("champion", "v3"),
+        ("challenger", "v2"),
+    ]
+    # The champion's own per-version figures are not capped: v1 is still there.
+    assert _sample(mon, "pawstream_monitor_labelled_total", model_version="v1") == 1
+
+
+def test_the_challenger_is_drift_tested_apart_and_emits_no_events() -> None:
+    """Challenger v2 beside champion v1 (the profile's version), on the same images: each gets
+    its own drift windows; v2 has no embedding test, and its results are gauges, not events."""
+    world = synth.EmbeddingWorld()
+    prof = synth.profile(world, version="v1")
+    mon = Monitor(settings(drift_window_events=50), profile=prof)
+    emb, cls = world.sample(50, np.random.default_rng(4))
+    events = []
+    for k in range(50):
+        label, conf = ["cat", "dog"][cls[k]], float(prof.confidence[k])
+        ev = synth.prediction(f"d{k}", label, T0 + k, confidence=conf, embedding=emb[k])
+        events += mon.on_prediction(ev, now=T0 + k)
+        shadow = synth.prediction(f"d{k}", "fox", T0 + k, version="v2", confidence=0.55, embedding=emb[k])
+        assert mon.on_shadow_prediction(shadow, now=T0 + k) == []
+    assert {(e.model_version, e.metric, e.kind) for e in events} == {
+        ("v1", "class_mix_psi", "window"),
+        ("v1", "confidence_ks", "window"),
+        ("v1", "embedding_mmd", "window"),
+    }
+    detected = "pawstream_monitor_model_drift_detected"
+    assert _sample(mon, detected, role="challenger", version="v2", metric="class_mix_psi") == 1
+    assert _sample(mon, detected, role="challenger", version="v2", metric="confidence_ks") == 1
+    assert _sample(mon, detected, role="challenger", version="v2", metric="embedding_mmd") is None
+    assert _sample(mon, detected, role="champion", version="v1", metric="embedding_mmd") == 0
+    assert mon.summary()["status"] == "ok"  # the challenger's drift alerts nobody
+    by_role = {m["role"]: m for m in mon.summary()["models"]}
+    assert set(by_role["challenger"]["drift"]) == {"class_mix_psi", "confidence_ks"}
+    assert by_role["challenger"]["drift"]["class_mix_psi"]["drift"] is True

@@ -202,3 +202,13 @@ def test_a_waiting_prediction_holds_only_what_the_join_needs() -> None:
     j.add_feedback("a", fb("cat", 30), now=30)
     assert store["a"] == ["m", 10.0]
     assert len(json.dumps(store["a"])) < 20
+
+
+def test_a_prediction_entry_keeps_its_confidence_for_calibration() -> None:
+    store: dict[str, Entry] = {}
+    join = Join(store, horizon_s=60)
+    facts = PredictionFacts("cat", "v1", 99.0, 100.0, confidence=0.75)
+    join.add_prediction("a", facts, now=100.0)
+    assert store["a"] == ["p", 100.0, "cat", "v1", 99.0, 0.75]
+    outcome, match = join.add_feedback("a", FeedbackFacts("cat", 101.0), now=101.0)
+    assert outcome is Outcome.MATCHED and match is not None and match.prediction.confidence == 0.75

@@ -122,6 +122,10 @@ def _pred(ev: PredictionEvent, settings: Settings) -> tuple[str, bytes, bytes]:
     return settings.topics.predictions, ev.record_key(), ev.to_bytes()
 
 
+def _shadow(ev: PredictionEvent, settings: Settings) -> tuple[str, bytes, bytes]:
+    return settings.topics.shadow_predictions, ev.record_key(), ev.to_bytes()
+
+
 def _fb(ev: FeedbackEvent, settings: Settings) -> tuple[str, bytes, bytes]:
     return settings.topics.feedback, ev.record_key(), ev.to_bytes()
 
@@ -132,13 +136,18 @@ def _as_v2(record: tuple[str, bytes, bytes]) -> tuple[str, bytes, bytes]:
 
 
 async def _wait_committed(
-    settings: Settings, timeout_s: float, proc: subprocess.Popen[bytes], log: Path
+    settings: Settings,
+    timeout_s: float,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    topics: tuple[str, ...] = (),
 ) -> None:
-    """Until the monitor group has committed every record of both input topics."""
+    """Until the monitor group has committed every record of the input topics (by default the
+    predictions and feedback topics; every partition of each must have records)."""
     group = settings.monitoring.app_id
     tps = [
         TopicPartition(t, p)
-        for t in (settings.topics.predictions, settings.topics.feedback)
+        for t in topics or (settings.topics.predictions, settings.topics.feedback)
         for p in range(settings.topics.output_partitions)
     ]
     consumer = AIOKafkaConsumer(**consumer_kwargs(settings.kafka), group_id=None, enable_auto_commit=False)
@@ -299,7 +308,7 @@ async def test_join_state_survives_a_monitor_restart(monitor_settings: Settings,
     late labels still join, and redelivered events are still duplicates. The inputs of the second
     phase are already waiting when the restarted monitor finishes its table recovery, which is
     what made this test flaky (stream/monitor/recovery.py)."""
-    await _restart_keeps_join_state(monitor_settings, tmp_path, {})
+    await _restart_keeps_join_state(monitor_settings, tmp_path, {}, challenger=True)
 
 
 # Faust moves table changelog records to Kafka from a buffer, one at a time, in a background task;
@@ -334,11 +343,13 @@ async def test_join_state_survives_a_restart_while_the_changelog_buffer_lags(
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(_SLOW_CHANGELOG_BUFFER.format(delay_s=0.15))
     path = os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])
-    await _restart_keeps_join_state(monitor_settings, tmp_path, {"PYTHONPATH": path})
+    # Without challenger predictions: each record waits 0.15 s, and the challenger's table (which
+    # still takes every label) already doubles the label records; the plain restart test covers it.
+    await _restart_keeps_join_state(monitor_settings, tmp_path, {"PYTHONPATH": path}, challenger=False)
 
 
 async def _restart_keeps_join_state(
-    monitor_settings: Settings, tmp_path: Path, extra_env: dict[str, str]
+    monitor_settings: Settings, tmp_path: Path, extra_env: dict[str, str], challenger: bool
 ) -> None:
     s = monitor_settings.model_copy(
         update={"monitoring": monitor_settings.monitoring.model_copy(update={"reference_path": None})}
@@ -347,14 +358,25 @@ async def _restart_keeps_join_state(
     log = tmp_path / "monitor.log"
     t0 = math.floor(time.time() / W) * W - W
     preds = [synth.prediction(f"r-{i:03d}", "cat", t0 + i * 0.1) for i in range(60)]
+    # The challenger's join is a table of its own: it must survive the restart the same way.
+    shadows = [
+        synth.prediction(p.id, "dog" if i % 2 else "cat", t0 + i * 0.1, version="v2")
+        for i, p in enumerate(preds)
+        if challenger
+    ]
+    topics: tuple[str, ...] = (s.topics.predictions, s.topics.feedback)
+    if challenger:
+        topics += (s.topics.shadow_predictions,)
     first = _start_monitor(s, log, extra_env)
     try:
         # 20 pairs complete before the restart; 40 predictions wait for labels.
         await _send(
             s,
-            [_pred(p, s) for p in preds] + [_fb(synth.feedback(p.id, "cat", t0 + 1), s) for p in preds[:20]],
+            [_pred(p, s) for p in preds]
+            + [_shadow(p, s) for p in shadows]
+            + [_fb(synth.feedback(p.id, "cat", t0 + 1), s) for p in preds[:20]],
         )
-        await _wait_committed(s, 90, first, log)
+        await _wait_committed(s, 90, first, log, topics)
     finally:
         assert stop_process(first, STOP_S) == 0, log.read_text()[-3000:]
     second = _start_monitor(s, log, extra_env)
@@ -367,8 +389,9 @@ async def _restart_keeps_join_state(
             redelivered = [_pred(p, s) for p in preds[:30]] + [
                 _fb(synth.feedback(p.id, "dog", t0 + 1), s) for p in preds[:20]
             ]
+            redelivered += [_shadow(p, s) for p in shadows[:30]]
             await _send(s, late + redelivered)
-            await _wait_committed(s, 90, second, log)
+            await _wait_committed(s, 90, second, log, topics)
             t_close = t0 + W + GRACE + 1
             await _send(
                 s,
@@ -393,5 +416,72 @@ async def _restart_keeps_join_state(
         assert m['pawstream_monitor_duplicates_total{"kind": "prediction"}'] >= 30
         assert m['pawstream_monitor_duplicates_total{"kind": "feedback"}'] >= 20
         assert m['pawstream_monitor_labelled_total{"model_version": "v1"}'] == 41  # 40 late labels + closer
+        # The challenger's 40 pending predictions joined their late labels after the restart:
+        # labels "dog" (i % 4 == 0) and "cat" otherwise; v2 says "dog" for odd i, so it is right
+        # only on i % 4 == 2 (10 of 40). Its redeliveries were duplicates.
+        if challenger:
+            v2 = json.dumps({"role": "challenger", "version": "v2"}, sort_keys=True)
+            assert m["pawstream_monitor_model_labelled" + v2] == 40
+            assert m["pawstream_monitor_model_cumulative_accuracy" + v2] == 0.25
+            assert m['pawstream_monitor_duplicates_total{"kind": "shadow_prediction"}'] >= 30
     finally:
         stop_process(second, STOP_S)
+
+
+async def test_champion_and_challenger_accuracy_side_by_side(
+    monitor_settings: Settings, tmp_path: Path
+) -> None:
+    """Champion v1 on the predictions topic, a worse challenger v2 on the shadow topic, one label
+    per id: the monitor reports both versions' feedback accuracy, the challenger's lower, and the
+    champion's figures are those it always reported."""
+    s = monitor_settings.model_copy(
+        update={"monitoring": monitor_settings.monitoring.model_copy(update={"reference_path": None})}
+    )
+    await ensure_topics(s)
+    log = tmp_path / "monitor.log"
+    t0 = math.floor(time.time() / W) * W - W
+    n = 120
+    champion = [synth.prediction(f"s-{i:03d}", "cat", t0 + i * 0.05, confidence=0.9) for i in range(n)]
+    # Wrong on 1 id in 10 for the champion, on 4 in 10 for the challenger.
+    challenger = [
+        synth.prediction(
+            f"s-{i:03d}", "dog" if 1 <= i % 10 <= 3 else "cat", t0 + i * 0.05, version="v2", confidence=0.8
+        )
+        for i in range(n)
+    ]
+    labels = [
+        synth.feedback(f"s-{i:03d}", "dog" if i % 10 == 0 else "cat", t0 + i * 0.05 + 1) for i in range(n)
+    ]
+    # A third of the labels come before both predictions, the challenger's predictions of another
+    # third before the champion's; 20 shadow predictions are redelivered.
+    records = [_fb(f, s) for f in labels[:40]] + [_shadow(p, s) for p in challenger[40:80]]
+    records += [_pred(p, s) for p in champion] + [_shadow(p, s) for p in challenger[:40] + challenger[80:]]
+    records += [_fb(f, s) for f in labels[40:]] + [_shadow(p, s) for p in challenger[:20]]
+    proc = _start_monitor(s, log)
+    try:
+        await _send(s, records)
+        topics = (s.topics.predictions, s.topics.shadow_predictions, s.topics.feedback)
+        await _wait_committed(s, 90, proc, log, topics)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        m = _scrape(s.monitoring.metrics_port)
+    finally:
+        stop_process(proc, STOP_S)
+
+    def model(name: str, role: str, version: str) -> float:
+        return m[name + json.dumps({"role": role, "version": version}, sort_keys=True)]
+
+    acc = "pawstream_monitor_model_cumulative_accuracy"
+    assert model(acc, "champion", "v1") == pytest.approx(0.9)
+    assert model(acc, "challenger", "v2") == pytest.approx(0.6)
+    for role, version in (("champion", "v1"), ("challenger", "v2")):
+        assert model("pawstream_monitor_model_labelled", role, version) == n
+        assert model("pawstream_monitor_model_predictions", role, version) == n
+    # One confidence bin each: ECE = |accuracy - confidence|.
+    assert model("pawstream_monitor_model_cumulative_ece", "champion", "v1") == pytest.approx(0.0, abs=1e-9)
+    assert model("pawstream_monitor_model_cumulative_ece", "challenger", "v2") == pytest.approx(0.2)
+    # The champion-only figures, as before shadow scoring: the challenger is not in them.
+    assert m['pawstream_monitor_labelled_total{"model_version": "v1"}'] == n
+    assert m['pawstream_monitor_cumulative_accuracy{"model_version": "v1"}'] == pytest.approx(0.9)
+    assert 'pawstream_monitor_labelled_total{"model_version": "v2"}' not in m
+    assert m['pawstream_monitor_duplicates_total{"kind": "shadow_prediction"}'] == 20
+    assert 'pawstream_monitor_duplicates_total{"kind": "prediction"}' not in m
