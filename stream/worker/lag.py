@@ -1,10 +1,8 @@
 """Each worker exports the lag of the images partitions it holds (pawstream_worker_partition_lag).
 
-Lag = the partition's true end offset - the group's committed offset, the figure KEDA's Kafka
-scaler computes. End offsets go through pawstream.offsets (Tansu under-reports ListOffsets); the
-committed offsets come from the group coordinator with explicit partitions (Tansu drops the
-connection without them). The worker's own fetch high watermark would be cheaper but goes stale
-exactly when lag matters: Faust pauses fetching when its buffer is full.
+Lag = the partition's true end offset - the group's committed offset (pawstream.lag), the figure
+KEDA's Kafka scaler computes. The worker's own fetch high watermark would be cheaper but goes
+stale exactly when lag matters: Faust pauses fetching when its buffer is full.
 
 Only the partitions held now are exported: a revoked partition's series is removed, so a sum over
 the workers counts each partition once (the new owner exports it at its next probe).
@@ -23,8 +21,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP
 from prometheus_client import Gauge
 
-from pawstream import offsets
 from pawstream.kafka import aiokafka_common
+from pawstream.lag import partition_lag
 from pawstream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -68,15 +66,9 @@ class PartitionLag:
     async def lag(self, partitions: Iterable[int]) -> dict[int, int]:
         consumer, admin = await self._clients()
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        ends = await offsets.end_offsets(consumer, tps)
-        committed = await admin.list_consumer_group_offsets(self.group, partitions=tps)
-        result = {}
-        for tp in tps:
-            meta = committed.get(tp)
-            # Nothing committed yet: the group starts at the earliest offset (auto_offset_reset).
-            done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            result[tp.partition] = max(0, ends[tp] - done)
-        return result
+        return {
+            tp.partition: lag for tp, lag in (await partition_lag(consumer, admin, self.group, tps)).items()
+        }
 
     async def probe(self) -> None:
         held = self.held
