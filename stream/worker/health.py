@@ -5,7 +5,8 @@
   the loop itself: a handler that blocks the loop (or a dead loop) stops it.
 * ``/readyz`` (readiness): the model is loaded and the consumer group gave this worker at least one
   partition of the images topic. A worker beyond the topic's partition count stays unready: it
-  holds no work (see the README's Kubernetes part).
+  holds no work (see the README's Kubernetes part); so is one in the middle of a rebalance
+  (partitions revoked, the new assignment not yet there), for the few seconds that lasts.
 
 The HTTP server runs in a daemon thread (as prometheus_client's own does), so it answers while the
 loop is blocked: that is what lets /healthz report a stuck loop instead of timing out.
@@ -60,6 +61,11 @@ class WorkerHealth:
     def assigned(self, tps: Iterable[TP]) -> None:
         self.partitions = frozenset(tp.partition for tp in tps if tp.topic == self.images_topic)
 
+    def revoked(self, tps: Iterable[TP]) -> None:
+        # A rebalance starts by revoking (Faust's eager protocol: everything); until the new
+        # assignment arrives the worker holds nothing and /readyz says so.
+        self.partitions -= {tp.partition for tp in tps if tp.topic == self.images_topic}
+
     def live(self) -> tuple[bool, dict[str, Any]]:
         age = self.clock() - self.last_tick
         return age <= self.stale_s, {"loop_tick_age_s": round(age, 3), "stale_s": self.stale_s}
@@ -85,8 +91,13 @@ def track_assignment(app: faust.App, health: WorkerHealth) -> None:
         assigned: Set[TP] = args[0] if args else kwargs.get("assigned", set())
         health.assigned(assigned)
 
-    # mode's stub types the receiver as a union of callables that no async def matches.
+    async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: Set[TP] = args[0] if args else kwargs.get("revoked", set())
+        health.revoked(revoked)
+
+    # mode's stub types the receivers as a union of callables that no async def matches.
     app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
 
 
 def _answer(start_response: StartResponse, ok: bool, body: dict[str, Any]) -> list[bytes]:

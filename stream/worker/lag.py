@@ -4,8 +4,9 @@ Lag = the partition's true end offset - the group's committed offset (pawstream.
 KEDA's Kafka scaler computes. The worker's own fetch high watermark would be cheaper but goes
 stale exactly when lag matters: Faust pauses fetching when its buffer is full.
 
-Only the partitions held now are exported: a revoked partition's series is removed, so a sum over
-the workers counts each partition once (the new owner exports it at its next probe).
+Only the partitions held now are exported: a revoked partition's series is removed at once (at
+the start of a rebalance), so a sum over the workers counts each partition once (the new owner
+exports it at its next probe).
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class PartitionLag:
     def assigned(self, tps: Iterable[TP]) -> None:
         self.held = frozenset(tp.partition for tp in tps if tp.topic == self.topic)
         self._forget(self.exported - self.held)
+
+    def revoked(self, tps: Iterable[TP]) -> None:
+        gone = {tp.partition for tp in tps if tp.topic == self.topic}
+        self.held -= gone
+        self._forget(self.exported & gone)
 
     def _forget(self, partitions: Iterable[int]) -> None:
         for p in list(partitions):
@@ -105,11 +111,16 @@ def add_partition_lag(app: faust.App, settings: Settings, gauge: Gauge) -> Parti
         assigned: Set[TP] = args[0] if args else kwargs.get("assigned", set())
         lag.assigned(assigned)
 
+    async def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: Set[TP] = args[0] if args else kwargs.get("revoked", set())
+        lag.revoked(revoked)
+
     async def on_shutdown(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         await lag.close()
 
     # mode's stub types the receivers as a union of callables that no async def matches.
     app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
     app.on_before_shutdown.connect(on_shutdown)  # type: ignore[arg-type]
     app.timer(interval=interval, on_leader=False, name=f"{settings.worker.app_id}.partition_lag")(lag.probe)
     return lag

@@ -50,7 +50,13 @@ def test_probes_follow_the_loop_the_model_and_the_assignment() -> None:
     health.assigned({TP("other", 0), TP("images", 2), TP("images", 0)})
     ready = _get(port, READYZ)
     assert (ready.status_code, ready.json()["partitions"]) == (200, [0, 2])
-    health.assigned({TP("other", 1)})  # a rebalance took every images partition away
+    health.revoked({TP("images", 0)})
+    assert _get(port, READYZ).json()["partitions"] == [2]
+    health.revoked({TP("images", 2), TP("other", 0)})  # a rebalance starts: everything revoked
+    assert _get(port, READYZ).status_code == 503
+    health.assigned({TP("images", 1)})
+    assert _get(port, READYZ).json()["partitions"] == [1]
+    health.assigned({TP("other", 1)})  # the new assignment holds no images partition
     assert _get(port, READYZ).status_code == 503
 
     metrics = _get(port, "/metrics")

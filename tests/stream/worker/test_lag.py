@@ -67,5 +67,9 @@ async def test_lag_is_end_minus_committed_for_the_held_partitions_only(settings:
         assert _series(metrics.registry) == {"2": 3.0}
         await lag.probe()
         assert _series(metrics.registry) == {"2": 3.0}
+        # A rebalance starts by revoking everything: nothing is exported until the next assignment.
+        lag.revoked({TP(images, 2)})
+        await lag.probe()
+        assert _series(metrics.registry) == {}
     finally:
         await lag.close()

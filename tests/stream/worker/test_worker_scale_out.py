@@ -6,6 +6,9 @@ the second leaver starts, and a replacement (what a supervisor or the Deployment
 finishes the work. Nothing published may be lost; duplicates (redelivered after the SIGKILL) are
 reported, with throughput at 1, 2 and 3 workers and the group's pause at each membership change.
 
+"During the rebalance" is observed, not assumed: the SIGKILL comes when the survivor's /readyz
+shows its partitions revoked and no new assignment yet.
+
 One torch thread per worker: on the 2-core machine two workers then use both cores, so the
 second worker adds capacity (as a second pod on its own cores would), and a third has none left.
 """
@@ -15,17 +18,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from pawstream.broker import free_port
 from pawstream.settings import Settings
 from producers.publish import PublishReport, publish_images
 from tests.support.images import jpeg_files, real_photos
 from tests.support.kafka import TopicReader
 from tests.support.scaling import Timeline, duplicates, longest_gap, throughput
 from tests.support.settings import with_artifact
+from tests.support.waiting import eventually_async
 from tests.support.workers import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -43,6 +50,13 @@ LEAVE_WINDOW_S = 10.0  # the longest gap in predictions this long after a SIGTER
 def _photos(tmp_path: Path) -> list[str]:
     photos = real_photos(IMAGES)
     return [str(p) for p in (photos if len(photos) == IMAGES else jpeg_files(tmp_path / "gen", IMAGES))]
+
+
+async def _both_hold(
+    http: httpx.AsyncClient, partitions: Callable[[httpx.AsyncClient, str], Awaitable[list[int]]]
+) -> bool:
+    held = [await partitions(http, name) for name in ("w1", "w3")]
+    return all(held) and sorted(held[0] + held[1]) == list(range(PARTITIONS))
 
 
 def _log_progress(timeline: Timeline, records: list[dict[str, Any]]) -> None:
@@ -71,9 +85,20 @@ async def test_scale_out_to_three_then_in_with_a_kill_loses_nothing(
     timeline = Timeline()
     workers: dict[str, WorkerProcess] = {}
 
+    ports: dict[str, int] = {}
+
     def start(name: str) -> None:
-        workers[name] = WorkerProcess(settings, tmp_path / f"{name}.log", name).start()
+        # Each worker serves /readyz, which shows when a rebalance has revoked its partitions.
+        ports[name] = free_port()
+        worker_settings = settings.model_copy(
+            update={"worker": settings.worker.model_copy(update={"metrics_port": ports[name]})}
+        )
+        workers[name] = WorkerProcess(worker_settings, tmp_path / f"{name}.log", name).start()
         timeline.mark(f"start {name}")
+
+    async def partitions(http: httpx.AsyncClient, name: str) -> list[int]:
+        body = (await http.get(f"http://127.0.0.1:{ports[name]}/readyz")).json()
+        return list(body["partitions"])
 
     async def stop(name: str) -> int | None:
         timeline.mark(f"sigterm {name}")
@@ -108,13 +133,23 @@ async def test_scale_out_to_three_then_in_with_a_kill_loses_nothing(
             n = len(preds.records)
             await preds.wait_until(lambda r: len(r) >= n + PHASE_IMAGES, 120, "three workers' phase")
             timeline.mark("scale in")
-            assert await stop("w2") == 0
-            assert await stop("w3") == 0, "a graceful stop exits 0"
-            # w3's leaving starts a rebalance of the group (now w1 alone): kill w1 in it.
+            assert await stop("w2") == 0, "a graceful stop exits 0"
+            async with httpx.AsyncClient(timeout=5) as http:
+                # The rebalance w2's leaving started is over: w1 and w3 share the partitions.
+                await eventually_async(
+                    lambda: _both_hold(http, partitions), 60, message="w1 and w3 holding partitions"
+                )
+                # w3's leaving starts another; SIGKILL w1 in it, once it has revoked its partitions
+                # and before its new assignment arrives.
+                leaving = asyncio.create_task(stop("w3"))
+                await eventually_async(
+                    lambda: partitions(http, "w1"), 60, message="w1 in a rebalance", until=lambda p: p == []
+                )
             workers["w1"].kill()
             timeline.mark("sigkill w1")
             predicted_at_kill = len(preds.ids())
-            start("w4")
+            start("w4")  # at once, as a supervisor or the Deployment replaces a dead worker
+            assert await leaving == 0, "a graceful stop exits 0"
             await preds.wait_until(lambda r: predicting({"w4"}), 120, "w4 predicting")
             timeline.mark("w4 predicting")
             report = await publish
@@ -146,7 +181,9 @@ async def test_scale_out_to_three_then_in_with_a_kill_loses_nothing(
         "w2 joins": longest_gap(records, t("start w2"), t("2 workers")),
         "w3 joins": longest_gap(records, t("start w3"), t("3 workers")),
         "w2 leaves": longest_gap(records, t("sigterm w2"), t("exited w2") + LEAVE_WINDOW_S),
-        "w3 leaves, w1 killed, until w4": longest_gap(records, t("sigterm w3"), t("w4 predicting")),
+        "w3 leaves, w1 killed in the rebalance, until w4": longest_gap(
+            records, t("sigterm w3"), t("w4 predicting")
+        ),
     }
     by_worker = Counter(r["worker"] for r in records)
     logger.info(
