@@ -76,14 +76,14 @@ ENV VIRTUAL_ENV=/opt/venv \
     PYTHONDONTWRITEBYTECODE=1 \
     TORCH_HOME=/app/var/torch \
     MPLCONFIGDIR=/tmp/matplotlib \
-    HEALTHCHECK_URL=http://127.0.0.1:9101/metrics \
+    HEALTHCHECK_URL=http://127.0.0.1:9101/healthz \
     PAWSTREAM_WORKER__METRICS_HOST=0.0.0.0
 
 USER pawstream:pawstream
 EXPOSE 8000 9101 9102
 
-# The default probes the worker's metrics port; compose sets HEALTHCHECK_URL (or its own healthcheck)
-# per role: the API's /healthz, the monitor's metrics port.
+# The default probes the worker's /healthz (its event loop is alive) on its metrics port;
+# compose sets HEALTHCHECK_URL (or its own healthcheck) per role: the API's /healthz, the monitor's metrics port.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['HEALTHCHECK_URL'], timeout=4)"]
 

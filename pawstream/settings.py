@@ -227,6 +227,18 @@ class WorkerSettings(BaseModel):
     fetch_max_wait_s: float = Field(
         0.05, gt=0, description="Cap on the worker consumer's fetch long-poll (Tansu answers at its end)."
     )
+    health_stale_s: float = Field(
+        30.0,
+        gt=1,
+        description="/healthz on the metrics port fails when the worker's event loop has not ticked "
+        "for this long (a blocked or dead loop): the liveness probe's signal.",
+    )
+    lag_interval_s: float = Field(
+        15.0,
+        ge=0,
+        description="How often the worker exports its assigned partitions' lag "
+        "(pawstream_worker_partition_lag); 0 disables it.",
+    )
 
     @model_validator(mode="before")
     @classmethod

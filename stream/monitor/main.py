@@ -42,6 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from pawstream import offsets
 from pawstream.kafka import aiokafka_common, consumer_kwargs, faust_app
+from pawstream.lag import partition_lag
 from pawstream.schemas import (
     FeedbackEvent,
     MonitoringEvent,
@@ -261,16 +262,9 @@ class LagProbe:
                         consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
                     )
                 ]
-                if not tps:
-                    continue
-                ends = await offsets.end_offsets(consumer, tps)
-                # Explicit partitions: Tansu drops the connection without them.
-                committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-                for tp in tps:
-                    meta = committed.get(tp)
-                    done = meta.offset if meta is not None and meta.offset >= 0 else 0
+                for tp, lag in (await partition_lag(consumer, admin, group, tps)).items():
                     key = (group, tp.topic)
-                    result[key] = result.get(key, 0) + max(0, ends[tp] - done)
+                    result[key] = result.get(key, 0) + lag
             return result
         finally:
             await admin.close()

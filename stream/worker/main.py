@@ -20,7 +20,9 @@ from pawstream.vision.predictor import Predictor
 from pawstream.vision.registry import RegistryError, resolve_model
 from stream.worker import fetch_wait
 from stream.worker.faust_app import add_broker_watchdog, add_classify_agent, create_app
+from stream.worker.health import WorkerHealth, start_loop_ticks, track_assignment
 from stream.worker.heartbeat import add_heartbeat
+from stream.worker.lag import add_partition_lag
 from stream.worker.processor import BatchProcessor
 from stream.worker.worker_metrics import WorkerMetrics
 
@@ -62,7 +64,10 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
     ).result()
     metrics = WorkerMetrics()
     metrics.set_model(predictor.model_info)
-    metrics.serve(w.metrics_port, w.metrics_host)
+    health = WorkerHealth(settings.topics.images, w.health_stale_s)
+    health.model_loaded = True
+    start_loop_ticks(loop, health)
+    metrics.serve(w.metrics_port, w.metrics_host, health)
     processor = BatchProcessor(
         settings,
         predictor,
@@ -78,6 +83,8 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
     add_classify_agent(app, settings, processor)
     add_broker_watchdog(app, settings)
     add_heartbeat(app, settings, predictor, worker_name(settings))
+    track_assignment(app, health)
+    add_partition_lag(app, settings, metrics.partition_lag)
     logger.info(
         "worker starting",
         extra={

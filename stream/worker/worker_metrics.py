@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 from pawstream.schemas import ModelInfo
+from stream.worker.health import WorkerHealth
+from stream.worker.health import serve as serve_with_probes
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -46,11 +48,20 @@ class WorkerMetrics:
             registry=r,
         )
         self.model_info = Info("pawstream_worker_model", "The model this worker serves.", registry=r)
+        self.partition_lag = Gauge(
+            "pawstream_worker_partition_lag",
+            "Records behind on each images partition this worker holds (end offset - committed).",
+            ["topic", "partition"],
+            registry=r,
+        )
 
     def set_model(self, info: ModelInfo) -> None:
         self.model_info.info({k: str(v) for k, v in info.model_dump().items()})
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        """Expose /metrics on ``host:port`` (0 = off); loopback unless told otherwise."""
-        if port:
+    def serve(self, port: int, host: str = "127.0.0.1", health: WorkerHealth | None = None) -> None:
+        """Expose /metrics (and with ``health`` /healthz, /readyz) on ``host:port`` (0 = off);
+        loopback unless told otherwise."""
+        if port and health is not None:
+            serve_with_probes(self.registry, health, port, host)
+        elif port:
             start_http_server(port, addr=host, registry=self.registry)

@@ -102,7 +102,7 @@ def test_runtime_runs_as_non_root_with_healthcheck_and_tini(commands: tuple[Comm
     assert health.value[0] == "CMD"
     assert "HEALTHCHECK_URL" in " ".join(health.value)
     env = " ".join(" ".join(c.value) for c in runtime if c.cmd == "ENV")
-    assert "http://127.0.0.1:9101/metrics" in env  # default probe: the worker's exporter
+    assert "http://127.0.0.1:9101/healthz" in env  # default probe: the worker's /healthz beside its exporter
     (entrypoint,) = [c for c in runtime if c.cmd == "ENTRYPOINT"]
     assert entrypoint.json and list(entrypoint.value) == ["tini", "--"]
     (cmd,) = [c for c in runtime if c.cmd == "CMD"]

@@ -59,6 +59,7 @@ class TopicReader:
                 value = json.loads(m.value) if m.value else {}
                 value["_key"] = m.key.decode() if m.key else None
                 value["_partition"] = m.partition
+                value["_ts"] = m.timestamp  # ms since the epoch: the producer's send time
                 self.records.append(value)
                 n += 1
         return n

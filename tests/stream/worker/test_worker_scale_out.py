@@ -1,0 +1,207 @@
+"""Scale-out under load, a stand-in for what KEDA does to the worker Deployment (deploy/k8s).
+
+Against the real broker, 3,000 images at a steady rate: one worker, then a second and a third
+while traffic flows; then two leave (SIGTERM) and the last one is SIGKILLed during the rebalance
+the second leaver starts, and a replacement (what a supervisor or the Deployment would start)
+finishes the work. Nothing published may be lost; duplicates (redelivered after the SIGKILL) are
+reported, with throughput at 1, 2 and 3 workers and the group's pause at each membership change.
+
+"During the rebalance" is observed, not assumed: the SIGKILL comes when the survivor's /readyz
+shows its partitions revoked and no new assignment yet.
+
+One torch thread per worker: on the 2-core machine two workers then use both cores, so the
+second worker adds capacity (as a second pod on its own cores would), and a third has none left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pawstream.broker import free_port
+from pawstream.settings import Settings
+from producers.publish import PublishReport, publish_images
+from tests.support.images import jpeg_files, real_photos
+from tests.support.kafka import TopicReader
+from tests.support.scaling import Timeline, duplicates, longest_gap, throughput
+from tests.support.settings import with_artifact
+from tests.support.waiting import eventually_async
+from tests.support.workers import WorkerProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+logger = logging.getLogger(__name__)
+
+IMAGES = 3000
+PARTITIONS = 6  # 6, 3 and 2 partitions a worker at 1, 2 and 3 workers (with 4, Faust leaves a third idle)
+# Images/s offered: above one worker's capacity here (~25-30), so a backlog builds as KEDA needs;
+# 3,000 at this rate keep traffic flowing through the scale-up (~60 s).
+RATE = 50.0
+PHASE_IMAGES = 250  # predictions each worker count runs for before the next change
+LEAVE_WINDOW_S = 10.0  # the longest gap in predictions this long after a SIGTERM is its pause
+
+
+def _photos(tmp_path: Path) -> list[str]:
+    photos = real_photos(IMAGES)
+    return [str(p) for p in (photos if len(photos) == IMAGES else jpeg_files(tmp_path / "gen", IMAGES))]
+
+
+async def _both_hold(
+    http: httpx.AsyncClient, partitions: Callable[[httpx.AsyncClient, str], Awaitable[list[int]]]
+) -> bool:
+    held = [await partitions(http, name) for name in ("w1", "w3")]
+    return all(held) and sorted(held[0] + held[1]) == list(range(PARTITIONS))
+
+
+def _log_progress(timeline: Timeline, records: list[dict[str, Any]]) -> None:
+    """Where the run got to (also when it fails): the marks and predictions per second."""
+    if not timeline.marks:
+        return
+    t0 = timeline.marks[0][1]
+    per_second = Counter(int(r["_ts"] / 1000 - t0) for r in records)
+    logger.info(
+        "scale-out progress: marks=%s predictions per second=%s",
+        [(name, round(t - t0, 1)) for name, t in timeline.marks],
+        [per_second.get(i, 0) for i in range(max(per_second, default=0) + 1)],
+    )
+
+
+async def test_scale_out_to_three_then_in_with_a_kill_loses_nothing(
+    settings: Settings, mid_artifact: Path, tmp_path: Path
+) -> None:
+    settings = with_artifact(
+        settings, mid_artifact, micro_batch_max=16, commit_interval_s=0.5, torch_threads=1, decode_threads=1
+    )
+    settings = settings.model_copy(
+        update={"topics": settings.topics.model_copy(update={"partitions": PARTITIONS})}
+    )
+    photos = _photos(tmp_path)
+    timeline = Timeline()
+    workers: dict[str, WorkerProcess] = {}
+
+    ports: dict[str, int] = {}
+
+    def start(name: str) -> None:
+        # Each worker serves /readyz, which shows when a rebalance has revoked its partitions.
+        ports[name] = free_port()
+        worker_settings = settings.model_copy(
+            update={"worker": settings.worker.model_copy(update={"metrics_port": ports[name]})}
+        )
+        workers[name] = WorkerProcess(worker_settings, tmp_path / f"{name}.log", name).start()
+        timeline.mark(f"start {name}")
+
+    async def partitions(http: httpx.AsyncClient, name: str) -> list[int]:
+        body = (await http.get(f"http://127.0.0.1:{ports[name]}/readyz")).json()
+        return list(body["partitions"])
+
+    async def stop(name: str) -> int | None:
+        timeline.mark(f"sigterm {name}")
+        code = await asyncio.to_thread(workers[name].stop)
+        timeline.mark(f"exited {name}")
+        return code
+
+    async with TopicReader(settings, settings.topics.predictions) as preds:
+
+        def predicting(names: set[str]) -> bool:
+            return names <= {r["worker"] for r in preds.records}
+
+        publish: asyncio.Task[PublishReport] | None = None
+        try:
+            start("w1")
+            # Warm: w1 is in the group and classifying before the steady traffic starts.
+            warm = await publish_images(settings, photos[:16], source="scale-out")
+            await preds.wait_until(lambda r: len(r) >= 16, 120, "w1's first predictions")
+            timeline.mark("traffic")
+            publish = asyncio.create_task(
+                publish_images(settings, photos[16:], rate=RATE, source="scale-out")
+            )
+            await preds.wait_until(lambda r: len(r) >= 16 + PHASE_IMAGES, 120, "one worker's phase")
+            start("w2")
+            await preds.wait_until(lambda r: predicting({"w2"}), 120, "w2 predicting")
+            timeline.mark("2 workers")
+            n = len(preds.records)
+            await preds.wait_until(lambda r: len(r) >= n + PHASE_IMAGES, 120, "two workers' phase")
+            start("w3")
+            await preds.wait_until(lambda r: predicting({"w3"}), 120, "w3 predicting")
+            timeline.mark("3 workers")
+            n = len(preds.records)
+            await preds.wait_until(lambda r: len(r) >= n + PHASE_IMAGES, 120, "three workers' phase")
+            timeline.mark("scale in")
+            assert await stop("w2") == 0, "a graceful stop exits 0"
+            async with httpx.AsyncClient(timeout=5) as http:
+                # The rebalance w2's leaving started is over: w1 and w3 share the partitions.
+                await eventually_async(
+                    lambda: _both_hold(http, partitions), 60, message="w1 and w3 holding partitions"
+                )
+                # w3's leaving starts another; SIGKILL w1 in it, once it has revoked its partitions
+                # and before its new assignment arrives.
+                leaving = asyncio.create_task(stop("w3"))
+                await eventually_async(
+                    lambda: partitions(http, "w1"), 60, message="w1 in a rebalance", until=lambda p: p == []
+                )
+            workers["w1"].kill()
+            timeline.mark("sigkill w1")
+            predicted_at_kill = len(preds.ids())
+            start("w4")  # at once, as a supervisor or the Deployment replaces a dead worker
+            assert await leaving == 0, "a graceful stop exits 0"
+            await preds.wait_until(lambda r: predicting({"w4"}), 120, "w4 predicting")
+            timeline.mark("w4 predicting")
+            report = await publish
+            published = set(warm.published) | set(report.published)
+            assert len(published) == IMAGES and not report.failed
+            await preds.wait_until(lambda r: published <= {x["id"] for x in r}, 240, "every id predicted")
+            timeline.mark("done")
+        finally:
+            _log_progress(timeline, preds.records)
+            if publish is not None and not publish.done():
+                publish.cancel()
+            for w in workers.values():
+                w.kill()
+
+    records = preds.records
+    lost = published - preds.ids()
+    t = timeline.at
+    # Throughput from when each worker count is classifying until the next change: a backlog
+    # exists throughout (RATE is above one worker's capacity), so these are capacities.
+    rates = {
+        1: throughput(records, t("traffic"), t("start w2")),
+        2: throughput(records, t("2 workers"), t("start w3")),
+        3: throughput(records, t("3 workers"), t("scale in")),
+    }
+    # The group's pauses: a joiner's rebalance happens between its start and its first prediction
+    # (after its model loads); a leaver's right after its SIGTERM. After the kill nothing runs until
+    # the replacement has started and joined: that gap is the outage a supervisor's restart costs.
+    pauses = {
+        "w2 joins": longest_gap(records, t("start w2"), t("2 workers")),
+        "w3 joins": longest_gap(records, t("start w3"), t("3 workers")),
+        "w2 leaves": longest_gap(records, t("sigterm w2"), t("exited w2") + LEAVE_WINDOW_S),
+        "w3 leaves, w1 killed in the rebalance, until w4": longest_gap(
+            records, t("sigterm w3"), t("w4 predicting")
+        ),
+    }
+    by_worker = Counter(r["worker"] for r in records)
+    logger.info(
+        "scale-out: images=%d lost=%d duplicates=%d predicted_before_kill=%d wall=%.0fs "
+        "throughput img/s 1w=%.1f 2w=%.1f 3w=%.1f offered=%.0f pauses_s=%s by_worker=%s",
+        IMAGES,
+        len(lost),
+        duplicates(records),
+        predicted_at_kill,
+        t("done") - t("start w1"),
+        rates[1],
+        rates[2],
+        rates[3],
+        RATE,
+        {k: round(v, 2) for k, v in pauses.items()},
+        dict(by_worker),
+    )
+    assert not lost, f"{len(lost)} images lost"
+    assert predicted_at_kill < IMAGES, "the work finished before the kill: it tested nothing"
+    assert by_worker["w4"] > 0, "the replacement finished the work"
+    assert rates[2] > 1.2 * rates[1], rates  # the second worker adds capacity on two cores
