@@ -37,7 +37,7 @@ def _workspace(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         (src / label / f"{i:03d}.jpg").write_bytes(jpeg_bytes(i, (72 + i, 64)))
     (src / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff truncated")
     ws = tmp_path / "repo"
-    ws.mkdir()
+    (ws / "data/feedback").mkdir(parents=True)  # prepare.extra_data: empty, as in a fresh clone
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(REPO / name, ws / name)
     for pkg in ("training", "pawstream"):
