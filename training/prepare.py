@@ -183,7 +183,10 @@ def run(params: PrepareParams, out_dir: Path = PREPARED) -> Summary:
     if len(labels) < 2:
         raise ValueError(f"{source} needs at least two <label>/ folders with usable images, found {labels}")
     splits = split(items, params)
-    extra, extra_rejects = scan_extra(Path(params.extra_data), params, items, labels)
+    extra: list[Item] = []
+    extra_rejects: list[Reject] = []
+    if params.extra_data is not None:
+        extra, extra_rejects = scan_extra(Path(params.extra_data), params, items, labels)
     rejects += extra_rejects
     extra_splits = split_extra(extra, params)
     for name, part in extra_splits.items():
@@ -201,7 +204,7 @@ def run(params: PrepareParams, out_dir: Path = PREPARED) -> Summary:
         labels=labels,
         counts={name: dict(Counter(i.label for i in part)) for name, part in splits.items()},
         rejected=dict(sorted(Counter(r.kind for r in rejects).items())),
-        extra_source=str(params.extra_data),
+        extra_source=None if params.extra_data is None else str(params.extra_data),
         extra_counts={name: dict(Counter(i.label for i in part)) for name, part in extra_splits.items()},
     )
     write_summary(summary, out_dir)
