@@ -14,9 +14,18 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# Debian's packages first; then what a GitHub-hosted Ubuntu runner has on PATH (Chrome + chromedriver).
+BROWSERS = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
+DRIVERS = ("/usr/bin/chromedriver", "chromedriver")
 PHONE_WIDTH = 390  # px: the narrow viewport the page must work at
+
+
+def _first(candidates: tuple[str, ...]) -> str | None:
+    for name in candidates:
+        found = name if Path(name).is_absolute() and Path(name).exists() else shutil.which(name)
+        if found:
+            return found
+    return None
 
 
 def _missing() -> str | None:
@@ -24,9 +33,7 @@ def _missing() -> str | None:
         import selenium  # noqa: F401
     except ImportError:
         return "the selenium package is not installed (pip install -e '.[dev]')"
-    chromium = CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")
-    driver = CHROMEDRIVER if CHROMEDRIVER.exists() else shutil.which("chromedriver")
-    if not chromium or not driver:
+    if _first(BROWSERS) is None or _first(DRIVERS) is None:
         return "Chromium is absent: apt-get install chromium chromium-driver (Debian) for the browser tests"
     return None
 
@@ -41,7 +48,7 @@ def chromium(tmp_path: Path) -> Iterator[Any]:
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium"))
+    options.binary_location = str(_first(BROWSERS))
     for arg in (
         "--headless=new",
         "--no-sandbox",  # tests may run as root in a container
@@ -53,7 +60,7 @@ def chromium(tmp_path: Path) -> Iterator[Any]:
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = Service(
-        executable_path=str(CHROMEDRIVER if CHROMEDRIVER.exists() else shutil.which("chromedriver")),
+        executable_path=str(_first(DRIVERS)),
         log_output=str(tmp_path / "chromedriver.log"),
     )
     driver = webdriver.Chrome(options=options, service=service)
