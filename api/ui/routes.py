@@ -1,10 +1,10 @@
 """The labelling page at /ui: one server-rendered template, a small script that polls /ui/state.
 
-Reads are open like GET /v1/predictions and /v1/monitoring, and rate-limited like them (the page
-backs off on 429 for the Retry-After it is given); writes go to the API's own endpoints
-(POST /v1/images, POST /v1/feedback) or to POST /ui/retrain, all behind the API key when keys are
-on: the page asks for the key once and keeps it in the browser session (sessionStorage).
-Thumbnails are served by image id from the in-memory store only.
+The page itself is open; what it shows (/ui/state, /ui/thumbs: every client's recent images) and
+what it does (POST /v1/images, POST /v1/feedback, POST /ui/retrain) need the API key when keys
+are on: the page asks for the key once and keeps it in the browser session (sessionStorage), and
+fetches thumbnails with it too. Everything is rate-limited like /v1/* (the page backs off on 429
+for the Retry-After it is given). Thumbnails are served by image id from the in-memory store only.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def ui_router() -> APIRouter:
             request, "index.html", {"config": config, "version": __version__, "retrain": settings.ui.retrain}
         )
 
-    @router.get("/state", dependencies=[RateLimited])
+    # The lists show every client's recent images: with keys on, only to a client with the key.
+    @router.get("/state", dependencies=[WriteAccess, RateLimited])
     async def state(
         api: StateDep, labels: LabelsDep, monitoring: MonitoringDep, models: ModelsDep
     ) -> dict[str, Any]:
@@ -89,7 +90,7 @@ def ui_router() -> APIRouter:
             "retrain": api.retrain.status(),
         }
 
-    @router.get("/thumbs/{image_id}", dependencies=[RateLimited])
+    @router.get("/thumbs/{image_id}", dependencies=[WriteAccess, RateLimited])
     async def thumbnail(image_id: ImageId, api: StateDep) -> Response:
         jpeg = api.thumbnails.get(image_id)
         if jpeg is None:

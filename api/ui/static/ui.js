@@ -106,10 +106,37 @@
     return box;
   }
 
+  // Thumbnails are fetched with the key (an <img src> cannot send it) and kept as object URLs.
+  const thumbs = new Map();
+  const THUMBS_MAX = 200;
+
+  async function loadThumb(id, img) {
+    if (!thumbs.has(id)) {
+      thumbs.set(id, null); // fetched once, even while the request runs
+      const resp = await call("GET", `/ui/thumbs/${encodeURIComponent(id)}`);
+      if (!resp || !resp.ok) {
+        thumbs.delete(id);
+        return;
+      }
+      thumbs.set(id, URL.createObjectURL(await resp.blob()));
+      while (thumbs.size > THUMBS_MAX) {
+        const [oldest, url] = thumbs.entries().next().value;
+        if (url) URL.revokeObjectURL(url);
+        thumbs.delete(oldest);
+      }
+    }
+    if (thumbs.get(id)) img.src = thumbs.get(id);
+  }
+
   function row(item) {
-    const thumb = item.thumb
-      ? el("img", { src: `/ui/thumbs/${encodeURIComponent(item.id)}`, alt: "" })
-      : el("div", { className: "nothumb" });
+    let thumb;
+    if (item.thumb) {
+      thumb = el("img", { alt: "" });
+      if (thumbs.get(item.id)) thumb.src = thumbs.get(item.id);
+      else loadThumb(item.id, thumb);
+    } else {
+      thumb = el("div", { className: "nothumb" });
+    }
     const what = el("div", { className: "what" });
     if (item.status === "done") {
       what.append(

@@ -65,7 +65,7 @@ def test_upload_correct_and_see_the_accuracy_panel_follow(
         assert driver.execute_script("return window.innerWidth") == PHONE_WIDTH
         # Polled state arrives: the warm-up image is listed with its thumbnail, the panel is filled.
         eventually(
-            lambda: driver.find_elements(By.CSS_SELECTOR, "#recent li.row img"),
+            lambda: driver.find_elements(By.CSS_SELECTOR, "#recent li.row img[src^='blob:']"),
             20,
             message="the recent list with a thumbnail",
         )

@@ -32,6 +32,9 @@ async def test_page_and_state_respect_the_key_and_the_rate_limit(api_settings: S
         assert "s3cret" not in page.text  # the page asks for the key; the server never hands it out
         assert (await api.client.get("/ui/static/ui.js")).status_code == 200
         assert (await api.client.post("/ui/retrain")).status_code == 401
+        # What the page shows is every client's recent images: only with the key.
+        assert (await api.client.get("/ui/state")).status_code == 401
+        assert (await api.client.get(f"/ui/thumbs/{'a' * 32}")).status_code == 401
         key = {"X-API-Key": "s3cret"}
         assert (await api.client.get("/ui/state", headers=key)).status_code == 200
         codes = [(await api.client.get("/ui/state", headers=key)).status_code for _ in range(4)]
