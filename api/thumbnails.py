@@ -1,8 +1,9 @@
 """A small in-memory thumbnail store for the labelling page: bounded in count, bytes and age.
 
-Fed when the API sees an image: an inline upload (its bytes are at hand), or a reference it resolves
-with the worker's own ReferenceFetcher, so within the same policy (schemes, allowed roots, public
-addresses only, size and time limits). The page reads thumbnails by image id only: nothing here
+Fed when the API sees an image: an inline upload (its bytes are at hand), or a file:// reference,
+read with the worker's own ReferenceFetcher (so within the same policy: allowed roots, no symlink
+escapes, the size limit). http(s) references get no thumbnail: the API never goes to a referenced
+host itself (only the worker does, and tests/api/test_errors.py holds the API to that). The page reads thumbnails by image id only: nothing here
 reads a path a request names. Thumbnails are made off the event loop, at most ``_CONCURRENCY`` at a
 time; beyond ``_PENDING_MAX`` waiting images new ones are skipped (a thumbnail is a nicety, the
 upload never waits for it).
@@ -103,7 +104,7 @@ class ThumbnailStore:
         async with self._sem:
             try:
                 data = event.data
-                if data is None and event.ref is not None:
+                if data is None and event.ref is not None and event.ref.lower().startswith("file:"):
                     if self._fetcher is None:
                         self._fetcher = ReferenceFetcher(self.refs)
                     data = await self._fetcher.fetch(event.ref)

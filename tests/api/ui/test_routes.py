@@ -81,6 +81,22 @@ async def test_recent_queue_thumbnails_and_labels_given_here(api_settings: Setti
         assert body["queue"] == []  # both labelled
 
 
+async def test_a_file_reference_gets_a_thumbnail_read_within_the_policy(
+    api_settings: Settings, tmp_path: Path
+) -> None:
+    photo = tmp_path / "ref.jpg"  # tmp_path is one of the test settings' refs.allowed_roots
+    photo.write_bytes(jpeg_bytes(8, (300, 200)))
+    async with serve(api_settings) as api:
+        r = await api.client.post("/v1/images", json={"ref": photo.as_uri()})
+        assert r.status_code == 202, r.text
+        await eventually_async(
+            lambda: api.client.get(f"/ui/thumbs/{r.json()['id']}"),
+            10,
+            until=lambda resp: resp.status_code == 200,
+            message="the reference's thumbnail",
+        )
+
+
 async def test_retrain_is_off_by_default_and_runs_one_job_at_a_time(
     api_settings: Settings, tmp_path: Path
 ) -> None:
