@@ -4,10 +4,9 @@ Fed when the API sees an image: an inline upload (its bytes are at hand), or a f
 read with the worker's own ReferenceFetcher (so within the same policy: allowed roots, no symlink
 escapes, the size limit). http(s) references get no thumbnail: the API never goes to a referenced
 host itself (only the worker does, and tests/api/test_errors.py holds the API to that).
-The page reads thumbnails by image id only: nothing here
-reads a path a request names. Thumbnails are made off the event loop, at most ``_CONCURRENCY`` at a
-time; beyond ``_PENDING_MAX`` waiting images new ones are skipped (a thumbnail is a nicety, the
-upload never waits for it).
+The page asks for thumbnails by image id only. Thumbnails are made off the event loop, at most
+``_CONCURRENCY`` at a time; beyond ``_PENDING_MAX`` waiting images new ones are skipped (a
+thumbnail is a nicety, the upload never waits for it).
 """
 
 from __future__ import annotations
