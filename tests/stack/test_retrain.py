@@ -9,6 +9,7 @@ registers @challenger: a new data hash, the fixed test split byte-identical, the
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import logging
@@ -23,6 +24,7 @@ import pytest
 from pawstream.settings import Settings, TrainingSettings
 from stack.children import service_command, service_env
 from tests.support.api import api_process, with_api
+from tests.support.events import prediction, send_results
 from tests.support.images import jpeg_bytes
 from tests.support.settings import with_artifact
 from tests.support.training import DVC, pipeline_workspace
@@ -76,6 +78,9 @@ def test_label_export_and_retrain_registers_a_challenger(settings: Settings, tmp
         r = httpx.post(f"{base}/v1/images", json={"ref": ref.as_uri()}, timeout=20)
         assert r.status_code == 202, r.text
         labelled[r.json()["id"]] = "dog"
+        # No worker runs here: one prediction as a worker would publish it, for the manifest's version.
+        predicted = next(iter(labelled))
+        asyncio.run(send_results(settings, prediction(predicted, "dog", 0.7)))
         gone = uuid.uuid4().hex  # labelled, but its image never reached the images topic
         for image_id, label in [*labelled.items(), (gone, "cat")]:
             r = httpx.post(f"{base}/v1/feedback", json={"id": image_id, "label": label}, timeout=20)
@@ -91,6 +96,7 @@ def test_label_export_and_retrain_registers_a_challenger(settings: Settings, tmp
     assert all((out / r["path"]).read_bytes()[:3] == b"\xff\xd8\xff" for r in rows)
     assert {r["path"] for r in rows} == {f"{label}/{i}.jpg" for i, label in labelled.items()}
     assert {r["source"] for r in rows} == {"api"} and all(r["feedback_at"] for r in rows)
+    assert {r["id"]: r["model_version"] for r in rows if r["model_version"]} == {predicted: "1"}
     assert (out / "missing.csv").read_text().splitlines()[1].startswith(f"{gone},cat,")
 
     retrained = _cli(settings, "retrain", "--repo", str(ws), timeout=400)
