@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from api.consumer import ResultConsumer
 from api.errors import error_response, install_error_handlers
@@ -20,11 +21,15 @@ from api.models_reader import ModelDirectory
 from api.monitor_provider import MonitoringProvider, PlaceholderMonitoring
 from api.publisher import BrokerUnavailable, Publisher
 from api.ratelimit import RateLimiter
+from api.recent import RecentActivity
+from api.retrain_job import RetrainJob
 from api.routes import feedback, health, images, predictions
 from api.routes import model as model_routes
 from api.routes import monitoring as monitoring_routes
 from api.state import ApiState
 from api.store import StoreUnavailable, make_store
+from api.thumbnails import ThumbnailStore
+from api.ui.routes import STATIC, ui_router
 from api.waiters import Waiters
 from pawstream import __version__
 from pawstream.references import ReferencePolicy
@@ -47,11 +52,15 @@ def create_app(settings: Settings, *, monitoring: MonitoringProvider | None = No
     store = make_store(settings.api)
     waiters = Waiters(settings.api.max_waiters)
     metrics.waiters.set_function(lambda: len(waiters))
+    recent = RecentActivity(settings.ui.recent_max)
+    consumer = ResultConsumer(settings, store, waiters, metrics)
+    if settings.ui.enabled:
+        consumer.listeners.append(recent.on_results)
     state = ApiState(
         settings=settings,
         store=store,
         publisher=Publisher(settings),
-        consumer=ResultConsumer(settings, store, waiters, metrics),
+        consumer=consumer,
         waiters=waiters,
         metrics=metrics,
         labels=ModelLabels(settings.model.artifact_path),
@@ -59,6 +68,9 @@ def create_app(settings: Settings, *, monitoring: MonitoringProvider | None = No
         references=ReferencePolicy(settings.refs),
         limiter=RateLimiter(settings.api, metrics),
         models=ModelDirectory(settings),
+        recent=recent,
+        thumbnails=ThumbnailStore(settings),
+        retrain=RetrainJob(settings.ui),
     )
 
     @asynccontextmanager
@@ -70,6 +82,8 @@ def create_app(settings: Settings, *, monitoring: MonitoringProvider | None = No
         try:
             yield
         finally:
+            await state.retrain.stop()
+            await state.thumbnails.close()
             await state.models.stop()
             await state.consumer.stop()
             await state.publisher.close()
@@ -100,4 +114,7 @@ def create_app(settings: Settings, *, monitoring: MonitoringProvider | None = No
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for module in (images, predictions, feedback, model_routes, monitoring_routes, health):
         app.include_router(module.router)
+    if settings.ui.enabled:
+        app.include_router(ui_router())
+        app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
     return app

@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
@@ -69,6 +69,8 @@ class ResultConsumer:
         self.last_error: str | None = None
         self.records_read = 0
         self._versions_logged: set[tuple[str, str]] = set()
+        # Called with each stored batch (the labelling page's recent list); must not raise or block.
+        self.listeners: list[Callable[[Sequence[StoredResult]], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -190,6 +192,8 @@ class ResultConsumer:
             offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
             self.records_read += len(records)
         await self.store.apply(results, offsets)
+        for listener in self.listeners:
+            listener(results)
         for (topic, part), off in offsets.items():
             self._next[TopicPartition(topic, part)] = off
         await self._wake({r.id for r in results})

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from api.consumer import ResultConsumer
 from api.labels import ModelLabels
@@ -11,7 +12,10 @@ from api.models_reader import ModelDirectory
 from api.monitor_provider import MonitoringProvider
 from api.publisher import Publisher
 from api.ratelimit import RateLimiter
+from api.recent import RecentActivity
+from api.retrain_job import RetrainJob
 from api.store import ResultStore
+from api.thumbnails import ThumbnailStore
 from api.waiters import Waiters
 from pawstream.references import ReferencePolicy
 from pawstream.settings import Settings
@@ -30,3 +34,7 @@ class ApiState:
     references: ReferencePolicy
     limiter: RateLimiter
     models: ModelDirectory
+    recent: RecentActivity
+    thumbnails: ThumbnailStore
+    retrain: RetrainJob
+    started_at: float = field(default_factory=time.time)

@@ -17,3 +17,6 @@ PHOTOS = Path("../shared/data/catsdogs")
 PREPARED = Path("data/prepared")
 # The export stage's output and the artifact the worker serves; a dvc.yaml out.
 ARTIFACT = Path("models/pawstream-classifier")
+# Feedback-labelled images `pawstream labels export` writes for retraining (<label>/ folders);
+# params.yaml prepare.extra_data, a dvc.yaml dependency of prepare.
+FEEDBACK = Path("data/feedback")

@@ -441,6 +441,11 @@ class TrainingSettings(BaseModel):
     mlflow_artifact_root: Path = Path("mlartifacts")
     mlflow_experiment: str = "pawstream"
     registered_model: str = "pawstream-classifier"
+    register_alias: Literal["champion", "challenger"] = Field(
+        "champion",
+        description="Alias the export stage gives a new version: champion (only at evaluate.min_accuracy) "
+        "or challenger (always, and champion never moves: what `pawstream retrain` uses).",
+    )
 
 
 class ServicesSettings(BaseModel):
@@ -477,6 +482,36 @@ class DemoSettings(BaseModel):
     )
 
 
+class UiSettings(BaseModel):
+    """The labelling page the API serves at /ui (api/ui)."""
+
+    enabled: bool = Field(True, description="Serve the page; it can do only what the API's endpoints allow.")
+    recent_max: int = Field(
+        200, ge=1, le=10_000, description="Recent predictions the page lists (in memory)."
+    )
+    thumbnails_max: int = Field(500, ge=0, description="Thumbnails kept in memory; 0 keeps none.")
+    thumbnails_max_bytes: int = Field(8 * 1024 * 1024, ge=0, description="Bound on their total JPEG bytes.")
+    thumbnail_px: int = Field(160, ge=16, le=512, description="Longest side of a thumbnail.")
+    thumbnail_ttl_s: float = Field(3600.0, gt=0, description="How long a thumbnail is kept.")
+    poll_s: float = Field(3.0, ge=0.5, description="How often the page refreshes what it shows.")
+    retrain: bool = Field(
+        False,
+        description="Let the page start `pawstream retrain` (export, dvc repro, @challenger) on the API's "
+        "host; off by default. Needs an API key when keys are on.",
+    )
+    retrain_repo: Path = Field(Path("."), description="The DVC repo (params.yaml, dvc.yaml) retrain runs in.")
+    retrain_log_lines: int = Field(200, ge=10, description="Lines of the retrain job's output kept to show.")
+
+
+class LabelSettings(BaseModel):
+    """`pawstream labels export`: feedback labels joined with their image bytes."""
+
+    export_max: int = Field(
+        20_000, ge=1, description="Most labelled images one export writes (the latest labels win)."
+    )
+    read_timeout_s: float = Field(300.0, gt=0, description="Longest an export reads one topic to its end.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PAWSTREAM_", env_nested_delimiter="__", extra="ignore", validate_default=True
@@ -493,6 +528,8 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     services: ServicesSettings = ServicesSettings()
     demo: DemoSettings = DemoSettings()
+    ui: UiSettings = UiSettings()
+    labels: LabelSettings = LabelSettings()
     log_level: str = "INFO"
     log_json: bool = True
 

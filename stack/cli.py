@@ -484,5 +484,31 @@ def model_promote(
     raise typer.Exit(run_model_promote(settings, version, alias=alias, guard=guard))
 
 
+labels_app = typer.Typer(no_args_is_help=True, help="Feedback labels as training data.")
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("export")
+def labels_export(
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder to write <label>/<id>.jpg and manifest.csv into.")
+    ],
+) -> None:
+    """Every image with feedback whose bytes can still be had, with a manifest; the rest listed."""
+    from stack.labels_export import run_labels_export
+
+    raise typer.Exit(run_labels_export(load_settings(), out))
+
+
+@app.command()
+def retrain(
+    repo: Annotated[Path, typer.Option(help="The DVC pipeline's repo (dvc.yaml, params.yaml).")] = Path("."),
+) -> None:
+    """Labels export into prepare.extra_data, `dvc repro`, the new version as @challenger (never promoted)."""
+    from stack.retrain import run_retrain
+
+    raise typer.Exit(run_retrain(load_settings(), repo))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.support.redis_server",  # redis_server_url: one real Redis per session; redis_prefix, redis_url
     "tests.support.api",  # api_settings, redis_settings
     "tests.support.hanging_server",  # hanging_http
+    "tests.support.browser",  # chromium: headless Chromium (Selenium, the system driver)
     "tests.support.wire",  # wire: which hosts this process looked up or connected to
     "tests.support.skip_summary",  # closing block: skips grouped by reason, with counts
 ]

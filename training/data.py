@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -21,6 +21,9 @@ from pawstream.vision.transforms import Augment, create_transform, image_to_tens
 from training.params import PREPARED
 
 SPLITS = ("train", "val", "test")
+# Manifest relpaths of prepare.extra_data's images start with this, so one manifest names files in
+# two folders without copying either (":" keeps it apart from any <label>/ folder of the source).
+EXTRA_PREFIX = "extra_data:"
 SUMMARY_FILE = "summary.json"
 
 
@@ -74,9 +77,30 @@ class Summary:
     labels: list[str]
     counts: dict[str, dict[str, int]]
     rejected: dict[str, int]
+    # Optional so a summary.json written before prepare.extra_data existed still reads.
+    extra_source: str | None = None
+    extra_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def source_dir(self) -> Path:
         return Path(self.source)
+
+    def roots(self) -> DataRoots:
+        return DataRoots(Path(self.source), Path(self.extra_source) if self.extra_source else None)
+
+
+@dataclass(frozen=True)
+class DataRoots:
+    """Where a manifest relpath lives: ``prepare.source``, or ``prepare.extra_data`` (prefixed)."""
+
+    source: Path
+    extra: Path | None = None
+
+    def path(self, relpath: str) -> Path:
+        if relpath.startswith(EXTRA_PREFIX):
+            if self.extra is None:
+                raise DataChangedError(f"{relpath} names prepare.extra_data, which this summary lacks")
+            return self.extra / relpath.removeprefix(EXTRA_PREFIX)
+        return self.source / relpath
 
 
 def write_summary(summary: Summary, prepared: Path = PREPARED) -> None:
@@ -101,7 +125,7 @@ class ImageBytesDataset(Dataset[tuple[torch.Tensor, int]]):
 
     def __init__(
         self,
-        root: Path,
+        root: Path | DataRoots,
         items: list[Item],
         labels: list[str],
         cfg: InputConfig,
@@ -111,7 +135,7 @@ class ImageBytesDataset(Dataset[tuple[torch.Tensor, int]]):
         augment: Augment | None = None,
         verify: bool = True,
     ) -> None:
-        self.root = Path(root)
+        self.roots = root if isinstance(root, DataRoots) else DataRoots(Path(root))
         self.items = items
         self.index = {label: i for i, label in enumerate(labels)}
         self.cfg = cfg
@@ -124,11 +148,10 @@ class ImageBytesDataset(Dataset[tuple[torch.Tensor, int]]):
 
     def read_bytes(self, i: int) -> bytes:
         item = self.items[i]
-        data = (self.root / item.relpath).read_bytes()
+        path = self.roots.path(item.relpath)
+        data = path.read_bytes()
         if self.verify and sha256_hex(data) != item.sha256:
-            raise DataChangedError(
-                f"{self.root / item.relpath} changed since `prepare` (sha256 mismatch); run `dvc repro`"
-            )
+            raise DataChangedError(f"{path} changed since `prepare` (sha256 mismatch); run `dvc repro`")
         return data
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:

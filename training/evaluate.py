@@ -151,7 +151,7 @@ def run(params: EvaluateParams, settings_training: Any) -> dict[str, Any]:
     outputs: dict[str, np.ndarray] = {}
     for split in ("val", "test"):
         ds = ImageBytesDataset(
-            summary.source_dir(),
+            summary.roots(),
             read_manifest(split),
             labels,
             cfg,

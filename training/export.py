@@ -79,6 +79,7 @@ def run(params: EvaluateParams, settings: TrainingSettings, out: Path = ARTIFACT
             accuracy=accuracy,
             min_accuracy=params.min_accuracy,
             tags={"arch": meta.arch, "data_hash": str(meta.data_hash), "test_accuracy": f"{accuracy:.4f}"},
+            alias=settings.register_alias,
         )
         # The version number exists only now: stamp it into artifact.json, here and in MLflow.
         meta = meta.model_copy(update={"version": version})
@@ -91,15 +92,17 @@ def run(params: EvaluateParams, settings: TrainingSettings, out: Path = ARTIFACT
         "accuracy": accuracy,
         "path": str(out),
         "arch": meta.arch,
+        "alias": settings.register_alias if settings.register_alias != "champion" or champion else None,
     }
 
 
 def main() -> None:
     settings, params = start_stage("export")
     result = run(params.evaluate, settings.training)
-    alias = (
-        "alias champion" if result["champion"] else "[yellow]NO champion alias (below evaluate.min_accuracy)"
-    )
+    if result["alias"] is not None:
+        alias = f"alias {result['alias']}"
+    else:
+        alias = "[yellow]NO champion alias (below evaluate.min_accuracy)"
     console().print(
         f"export: {result['path']} ({result['arch']}), registered {settings.training.registered_model} "
         f"version {result['version']}, {alias}"

@@ -69,7 +69,7 @@ def extract(frozen: nn.Module, dataset: ImageBytesDataset, batch_size: int, titl
 
 def run(train: TrainParams, max_pixels: int, out_dir: Path = FEATURES) -> dict[str, object]:
     summary = read_summary()
-    root = summary.source_dir()
+    root = summary.roots()
     torch.manual_seed(train.seed)
     weights = resolve_weights(train)
     model = build_model(weights.arch, len(summary.labels), weights.state_dict).eval()

@@ -21,6 +21,7 @@ from pawstream.settings import TrainingSettings
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 
 
 def _is_local(uri: str) -> bool:
@@ -71,15 +72,30 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 
 def register(
-    name: str, source: str, run_id: str, *, accuracy: float, min_accuracy: float, tags: Mapping[str, str]
+    name: str,
+    source: str,
+    run_id: str,
+    *,
+    accuracy: float,
+    min_accuracy: float,
+    tags: Mapping[str, str],
+    alias: str = CHAMPION,
 ) -> tuple[str, bool]:
-    """Create a model version; move alias ``champion`` to it only when ``accuracy >= min_accuracy``."""
+    """Create a model version; move alias ``champion`` to it only when ``accuracy >= min_accuracy``.
+
+    With ``alias="challenger"`` the version gets alias ``challenger`` whatever its accuracy and
+    ``champion`` is never touched: promotion stays a separate, explicit step (`pawstream model promote`).
+    """
     import mlflow
 
     client = mlflow.MlflowClient()
     if client.search_registered_models(filter_string=f"name = '{name}'") == []:
         client.create_registered_model(name, description="pawstream cat/dog classifier (serving artifact)")
     version = client.create_model_version(name, source=source, run_id=run_id, tags=dict(tags))
+    if alias == CHALLENGER:
+        client.set_registered_model_alias(name, CHALLENGER, version.version)
+        logger.info("alias set", extra={"model": name, "version": version.version, "alias": CHALLENGER})
+        return str(version.version), False
     champion = accuracy >= min_accuracy
     if champion:
         client.set_registered_model_alias(name, CHAMPION, version.version)

@@ -42,6 +42,12 @@ class _Section(BaseModel):
 
 class PrepareParams(_Section):
     source: Path = Field(paths.PHOTOS, description="Folder of <label>/ image folders.")
+    extra_data: Path | None = Field(
+        None,
+        description="Second folder of <label>/ image folders (feedback labels, params.yaml names "
+        "data/feedback): train and val only, the test split stays the one of `source`. As a dvc.yaml "
+        "dependency it must exist; empty is fine. None: no extra data.",
+    )
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
     seed: int = 42

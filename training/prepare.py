@@ -7,6 +7,13 @@ data/prepared/: ``{train,val,test}.csv`` (relpath, label, sha256, width, height,
 The data hash is the sha256 of the sorted ``relpath,label,sha256`` lines of every accepted photo:
 it names the dataset version in MLflow and in the model artifact, and dvc.lock records the
 source folder's own DVC hash beside it.
+
+``prepare.extra_data`` (feedback labels from `pawstream labels export`) is a second folder of
+``<label>/`` folders. Its images go to train and val only: the test split is cut from ``source``
+alone, exactly as without it, so test figures of every data version stay comparable. An extra
+image with the same bytes as a source image is rejected as a duplicate (it could be a test image).
+Its relpaths carry training.data.EXTRA_PREFIX and count in the data hash, so new labels are a
+new data version.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pawstream.schemas import EventError
 from pawstream.vision.decode import ALLOWED_FORMATS, load_rgb
-from training.data import SPLITS, Item, Summary, sha256_hex, write_manifest, write_summary
+from training.data import EXTRA_PREFIX, SPLITS, Item, Summary, sha256_hex, write_manifest, write_summary
 from training.params import PREPARED, PrepareParams, start_stage
 from training.progress import console, progress
 
@@ -126,6 +133,44 @@ def split(items: list[Item], params: PrepareParams) -> dict[str, list[Item]]:
     return out
 
 
+def split_extra(items: list[Item], params: PrepareParams) -> dict[str, list[Item]]:
+    """Extra images per label, seeded: ``val_fraction`` of them to val, the rest to train, none to test."""
+    rng = np.random.default_rng(params.seed + 1)
+    out: dict[str, list[Item]] = {"train": [], "val": []}
+    for label in sorted({i.label for i in items}):
+        group = sorted((i for i in items if i.label == label), key=lambda i: i.relpath)
+        order = rng.permutation(len(group))
+        n_val = round(len(group) * params.val_fraction)
+        picked = [group[k] for k in order]
+        out["val"] += picked[:n_val]
+        out["train"] += picked[n_val:]
+    return out
+
+
+def scan_extra(
+    extra: Path, params: PrepareParams, known: list[Item], labels: list[str]
+) -> tuple[list[Item], list[Reject]]:
+    """prepare.extra_data's images, relpaths prefixed; duplicates of source images and unknown labels
+    rejected."""
+    if not extra.is_dir():
+        raise FileNotFoundError(f"prepare.extra_data {extra} is not a folder (an empty one is fine)")
+    found, rejected = scan(extra, params)
+    by_sha = {i.sha256: i for i in known}
+    items: list[Item] = []
+    rejects = [Reject(EXTRA_PREFIX + r.relpath, r.kind, r.detail) for r in rejected]
+    for item in found:
+        relpath = EXTRA_PREFIX + item.relpath
+        if item.sha256 in by_sha:
+            rejects.append(
+                Reject(relpath, "duplicate", f"same bytes as {by_sha[item.sha256].relpath} in prepare.source")
+            )
+        elif item.label not in labels:
+            rejects.append(Reject(relpath, "label", f"{item.label!r} is not one of the source's {labels}"))
+        else:
+            items.append(Item(relpath, item.label, item.sha256, item.width, item.height, item.bytes))
+    return items, rejects
+
+
 def run(params: PrepareParams, out_dir: Path = PREPARED) -> Summary:
     source = Path(params.source)
     if not source.is_dir():
@@ -138,6 +183,14 @@ def run(params: PrepareParams, out_dir: Path = PREPARED) -> Summary:
     if len(labels) < 2:
         raise ValueError(f"{source} needs at least two <label>/ folders with usable images, found {labels}")
     splits = split(items, params)
+    extra: list[Item] = []
+    extra_rejects: list[Reject] = []
+    if params.extra_data is not None:
+        extra, extra_rejects = scan_extra(Path(params.extra_data), params, items, labels)
+    rejects += extra_rejects
+    extra_splits = split_extra(extra, params)
+    for name, part in extra_splits.items():
+        splits[name] += part
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, part in splits.items():
         write_manifest(out_dir / f"{name}.csv", part)
@@ -147,10 +200,12 @@ def run(params: PrepareParams, out_dir: Path = PREPARED) -> Summary:
         writer.writerows([r.relpath, r.kind, r.detail] for r in sorted(rejects, key=lambda r: r.relpath))
     summary = Summary(
         source=str(params.source),
-        data_hash=data_hash(items),
+        data_hash=data_hash(items + extra),
         labels=labels,
         counts={name: dict(Counter(i.label for i in part)) for name, part in splits.items()},
         rejected=dict(sorted(Counter(r.kind for r in rejects).items())),
+        extra_source=None if params.extra_data is None else str(params.extra_data),
+        extra_counts={name: dict(Counter(i.label for i in part)) for name, part in extra_splits.items()},
     )
     write_summary(summary, out_dir)
     for r in rejects:
@@ -164,7 +219,9 @@ def main() -> None:
     console().print(
         f"prepare: {sum(sum(c.values()) for c in summary.counts.values())} images, "
         f"labels {summary.labels}, split { ({k: sum(v.values()) for k, v in summary.counts.items()}) }, "
-        f"rejected {sum(summary.rejected.values())} {summary.rejected or ''}, data hash {summary.data_hash}"
+        f"rejected {sum(summary.rejected.values())} {summary.rejected or ''}, "
+        f"extra_data { ({k: sum(v.values()) for k, v in summary.extra_counts.items()}) }, "
+        f"data hash {summary.data_hash}"
     )
 
 

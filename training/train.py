@@ -204,7 +204,7 @@ def train_full(model: nn.Module, info: dict[str, Any], params: TrainParams, hist
 
     def make(split: str, training: bool) -> ImageBytesDataset:
         return ImageBytesDataset(
-            summary.source_dir(),
+            summary.roots(),
             read_manifest(split),
             labels,
             cfg,

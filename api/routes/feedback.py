@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from api.bodies import FeedbackAccepted, FeedbackRequest
-from api.deps import LabelsDep, MetricsDep, ProducerDep, RateLimited, SettingsDep, WriteAccess
+from api.deps import LabelsDep, MetricsDep, ProducerDep, RateLimited, SettingsDep, StateDep, WriteAccess
 from api.errors import ApiError, error_doc, rate_limited_doc
 from api.upload import json_body_doc, read_model
 from pawstream.schemas import FeedbackEvent
@@ -36,6 +36,7 @@ async def post_feedback(
     labels: LabelsDep,
     publisher: ProducerDep,
     metrics: MetricsDep,
+    state: StateDep,
 ) -> FeedbackAccepted:
     """Accepted (202) once the broker acknowledged it, also for ids with no prediction yet:
     labels may arrive before their predictions, and monitoring joins them later."""
@@ -48,4 +49,5 @@ async def post_feedback(
         raise ApiError(422, "unknown_label", f"label {body.label!r} is not a model class ({known})")
     await publisher.publish_feedback(FeedbackEvent(id=body.id, label=body.label, source="api"))
     metrics.published.labels("feedback").inc()
+    state.recent.on_feedback(body.id, body.label)
     return FeedbackAccepted(id=body.id, label=body.label)

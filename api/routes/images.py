@@ -15,6 +15,7 @@ from api.deps import (
     RateLimited,
     ReferencesDep,
     SettingsDep,
+    StateDep,
     StoreDep,
     WaitersDep,
     WriteAccess,
@@ -134,6 +135,7 @@ async def publish_image(
     store: StoreDep,
     waiters: WaitersDep,
     metrics: MetricsDep,
+    state: StateDep,
     wait: WaitQuery = None,
 ) -> Any:
     """Send a ``multipart/form-data`` upload (part ``file``) or JSON ``{"url": ...}`` / ``{"ref": ...}``.
@@ -143,6 +145,7 @@ async def publish_image(
     runs out.
     """
     event = await event_from_request(request, settings, references)
+    state.thumbnails.feed(event)  # in the background: the upload never waits for its thumbnail
     location = f"/v1/predictions/{event.id}"
     budget = wait_budget(settings, wait)
     if budget > 0 and not waiters.full:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pawstream.vision.artifact import read_meta
+from pawstream.vision.models import DEFAULT_INPUT
 from pawstream.vision.predictor import Predictor
 from tests.support.images import jpeg_bytes, real_photos
 from tests.support.training import make_source
@@ -89,3 +90,35 @@ def test_changed_photo_fails_loudly(tmp_path: Path, tiny_artifact: Path) -> None
     (root / items[0].relpath).write_bytes(jpeg_bytes(99))
     with pytest.raises(DataChangedError, match="sha256"):
         ds[0]
+
+
+def test_extra_data_goes_to_train_and_val_only_and_is_a_new_data_version(tmp_path: Path) -> None:
+    src = make_source(tmp_path / "src")
+    base = PrepareParams(source=src, val_fraction=0.2, test_fraction=0.2, min_side=32)
+    without = prepare.run(base, tmp_path / "without")
+    extra = tmp_path / "feedback"
+    for i in range(10):
+        label = "cat" if i % 2 else "dog"
+        (extra / label).mkdir(parents=True, exist_ok=True)
+        (extra / label / f"{i}.jpg").write_bytes(jpeg_bytes(3000 + i, (80, 60)))
+    (extra / "cat" / "again.jpg").write_bytes((src / "dog" / "001.jpg").read_bytes())  # a source image
+    (extra / "bird").mkdir()
+    (extra / "bird" / "b.jpg").write_bytes(jpeg_bytes(4000, (80, 60)))
+    (extra / "manifest.csv").write_text("id,label\n")  # files beside the <label>/ folders are not images
+    out = tmp_path / "with"
+    summary = prepare.run(base.model_copy(update={"extra_data": extra}), out)
+    assert read_manifest("test", out) == read_manifest("test", tmp_path / "without")  # the fixed test split
+    assert summary.counts["test"] == without.counts["test"]
+    assert summary.extra_counts == {"train": {"cat": 4, "dog": 4}, "val": {"cat": 1, "dog": 1}}
+    assert summary.rejected == {"duplicate": 1, "label": 1}
+    assert summary.data_hash != without.data_hash
+    added = [
+        i for s in ("train", "val") for i in read_manifest(s, out) if i.relpath.startswith("extra_data:")
+    ]
+    assert len(added) == 10
+    # The dataset reads an extra item from prepare.extra_data, checked against its sha256.
+    roots = read_summary(out).roots()
+    ds = ImageBytesDataset(
+        roots, added, ["cat", "dog"], DEFAULT_INPUT["resnet18"], is_training=False, max_pixels=MAX_PIXELS
+    )
+    assert sha256_hex(ds.read_bytes(0)) == added[0].sha256

@@ -27,6 +27,9 @@ def test_dvc_yaml_and_params_yaml_agree_with_pawstream_paths() -> None:
         assert str(paths.PREPARED) in stages[reader]["deps"], reader
     prepare = yaml.safe_load((REPO / "params.yaml").read_text())["prepare"]
     assert Path(prepare["source"]) == paths.PHOTOS
+    assert Path(prepare["extra_data"]) == paths.FEEDBACK
+    assert "${prepare.extra_data}" in stages["prepare"]["deps"]
+    assert (REPO / paths.FEEDBACK).is_dir()  # a dvc.yaml dependency: it must exist in a fresh clone
 
 
 def test_training_settings_and_the_demo_read_pawstream_paths() -> None:

@@ -9,11 +9,8 @@ train, evaluate and export (the feature cache stays).
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,42 +20,9 @@ import yaml
 from pawstream.vision.artifact import PROFILE_FILE, read_meta
 from pawstream.vision.predictor import Predictor
 from tests.support.images import jpeg_bytes
+from tests.support.training import DVC, pipeline_workspace
 
-REPO = Path(__file__).resolve().parents[2]
 STAGES = ["prepare", "features", "train", "evaluate", "export"]
-DVC = str(Path(sys.executable).parent / "dvc")
-
-
-def _workspace(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    src = tmp_path / "photos"
-    for i in range(60):
-        label = "cat" if i % 2 == 0 else "dog"
-        (src / label).mkdir(parents=True, exist_ok=True)
-        (src / label / f"{i:03d}.jpg").write_bytes(jpeg_bytes(i, (72 + i, 64)))
-    (src / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff truncated")
-    ws = tmp_path / "repo"
-    ws.mkdir()
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(REPO / name, ws / name)
-    for pkg in ("training", "pawstream"):
-        shutil.copytree(REPO / pkg, ws / pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((ws / "params.yaml").read_text())
-    params["prepare"]["source"] = str(src)
-    params["train"].update(
-        arch="resnet18", image_size=64, resize=72, aug_views=1, head_epochs=2, tail_epochs=1, batch_size=16
-    )
-    params["train"]["pretrained"]["enabled"] = False
-    params["evaluate"]["min_accuracy"] = 0.0  # random weights: let the champion alias be set
-    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PAWSTREAM_TRAINING__MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "PAWSTREAM_TRAINING__MLFLOW_ARTIFACT_ROOT": str(tmp_path / "mlartifacts"),
-        "PAWSTREAM_LOG_JSON": "false",
-    }
-    subprocess.run([DVC, "init", "--no-scm", "-q"], cwd=ws, env=env, check=True, timeout=60)
-    return ws, env
 
 
 def _dvc(ws: Path, env: dict[str, str], *args: str) -> str:
@@ -77,7 +41,7 @@ def _ran(output: str) -> list[str]:
 def test_dvc_pipeline_end_to_end(tmp_path: Path) -> None:
     import mlflow
 
-    ws, env = _workspace(tmp_path)
+    ws, env = pipeline_workspace(tmp_path)
     assert _ran(_dvc(ws, env, "repro")) == STAGES
 
     summary = json.loads((ws / "data/prepared/summary.json").read_text())
