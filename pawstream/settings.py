@@ -227,6 +227,32 @@ class WorkerSettings(BaseModel):
     fetch_max_wait_s: float = Field(
         0.05, gt=0, description="Cap on the worker consumer's fetch long-poll (Tansu answers at its end)."
     )
+    model_poll_s: float = Field(
+        10.0,
+        ge=0,
+        description="How often the worker asks the registry where its model's alias (and the "
+        "challenger's) points, and hot-reloads a moved one between micro-batches; 0 disables. Only "
+        "for a model served from the registry under an alias (models:/NAME@ALIAS).",
+    )
+    challenger: str | None = Field(
+        None,
+        description="A registered model (models:/NAME@ALIAS or models:/NAME/VERSION) that scores the "
+        "same decoded images as the champion, its predictions going to topics.shadow_predictions; "
+        "none: no shadow scoring.",
+    )
+    shadow_budget: float = Field(
+        0.5,
+        ge=0,
+        description="Challenger inference seconds allowed per champion inference second; a batch "
+        "over it is not shadowed (0.5: throughput stays above 1/1.5 of unshadowed; 0: no shadow).",
+    )
+
+    @field_validator("challenger")
+    @classmethod
+    def _challenger_uri_form(cls, uri: str | None) -> str | None:
+        if uri is not None:
+            parse_model_uri(uri)
+        return uri
 
     @model_validator(mode="before")
     @classmethod
