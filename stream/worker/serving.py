@@ -1,9 +1,9 @@
 """The models a worker serves now (champion, optional challenger) and the ones offered to replace them.
 
 A reload (stream/worker/model_reload.py) *offers* a loaded and warmed model; the batch processor
-*adopts* offers at the start of its next micro-batch, never in the middle of one, so a batch is
-decoded, classified and labelled by one and the same model. An offer made while no batch is running
-is adopted at once (an idle worker would otherwise hold two models until traffic comes).
+*adopts* offers between micro-batches (at the end of the one running, or at once when none is),
+never in the middle of one, so a batch is decoded, classified and labelled by one and the same
+model. Adopting at once when idle means an idle worker does not hold two models until traffic comes.
 
 Everything here runs on the event loop's thread: no locks. The reloader awaits the adoption before
 it looks for the next version, so at most two models of a role are alive at once (the serving one
@@ -70,7 +70,9 @@ class ServingState:
         self._busy = True
 
     def end_batch(self) -> None:
+        """The batch's outputs are built: offers made during it serve from here on."""
         self._busy = False
+        self._adopt()
 
     def _adopt(self) -> None:
         offers, self._offers = self._offers, {}
