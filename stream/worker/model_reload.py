@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -130,6 +131,7 @@ class ModelReloader:
             w.checking = False
 
     async def _check(self, w: Watched) -> bool:
+        started = time.perf_counter()
         tracking = self.settings.training.mlflow_tracking_uri
         cache_dir = self.settings.model.cache_dir
         try:
@@ -161,6 +163,7 @@ class ModelReloader:
             )
             return False
         loaded = predictor.model_info
+        load_s = time.perf_counter() - started
         await self.offer(w.role, predictor)
         del predictor  # the ServingState holds it now; the old one goes with its last reference
         w.path, w.version = target, version
@@ -173,6 +176,9 @@ class ModelReloader:
                 "version": version,
                 "run_id": run_id,
                 "model": loaded.version,
+                # registry query + download + build + warm-up, then until the processor adopted it
+                "load_s": round(load_s, 3),
+                "swap_s": round(time.perf_counter() - started - load_s, 3),
             },
         )
         return True
