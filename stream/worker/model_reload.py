@@ -245,8 +245,9 @@ def add_model_reload(
                 await reloader.check(challenger)
             except Exception:
                 logger.exception("could not load the challenger", extra={"uri": challenger_uri})
-            if parse_model_uri(challenger_uri)[1] is None or poll_s <= 0:
-                reloader.watched.remove(challenger)  # a fixed version: nothing to follow
+            settled = serving.challenger is not None or bool(challenger.refused)
+            if parse_model_uri(challenger_uri)[1] is None and settled:
+                reloader.watched.remove(challenger)  # a fixed version, loaded or refused: nothing to follow
 
         app.task(load_challenger)
     if poll_s > 0:

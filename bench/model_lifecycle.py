@@ -1,0 +1,391 @@
+"""Model lifecycle under load: the hot reload's throughput dip and peak RSS, and the shadow's cost.
+
+One run, one local broker, one MLflow registry (SQLite in a scratch folder) holding two versions of
+the same architecture and size with different random weights:
+
+1. A worker serves ``@champion`` (polling every ``poll_s``) while a backlog of images is drained at
+   full speed; halfway through, the alias moves to version 2. Predictions per second around the
+   move show the swap's dip; the worker's resident memory is sampled (and its VmHWM read) to show
+   the peak while two models are loaded. A second backlog after the swap measures throughput
+   without a challenger.
+2. A worker with a same-size challenger shadowing every batch (``shadow_budget`` high), then one
+   with the default budget, drain the same backlog: throughput against (1) gives the shadow's cost.
+
+Writes ``lifecycle.json`` and ``lifecycle.md`` into the results folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.photos import Photo, load_photos
+from bench.pipeline import PredictionCollector, Publisher, bench_settings, worker_process
+from pawstream import paths
+from pawstream.broker import LocalBroker
+from pawstream.publishing import open_producer
+from pawstream.settings import Settings, TrainingSettings
+from pawstream.topics import ensure_topics
+from pawstream.vision.models import random_artifact
+
+logger = logging.getLogger(__name__)
+NAME = "pawstream-classifier"
+
+
+@dataclass(frozen=True)
+class LifecycleOptions:
+    images: int = 600  # per backlog
+    size: int = 224  # model input (px): the real size by default
+    poll_s: float = 1.0
+    photos: Path | None = paths.PHOTOS
+    out: Path = Path("bench/results")
+    start_timeout_s: float = 180.0
+
+
+class RssSeries:
+    """The worker's RSS every ``interval_s`` (wall-clock stamped), from a background thread."""
+
+    def __init__(self, pid: int, interval_s: float = 0.1) -> None:
+        self.proc = psutil.Process(pid)
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, float]] = []  # (time, MB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-series", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.samples.append((time.time(), self.proc.memory_info().rss / 2**20))
+            except psutil.Error:
+                return
+
+    def __enter__(self) -> RssSeries:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+    def peak(self, start: float, end: float) -> float:
+        return max((mb for t, mb in self.samples if start <= t <= end), default=0.0)
+
+    def median(self, start: float, end: float) -> float:
+        window = [mb for t, mb in self.samples if start <= t <= end]
+        return statistics.median(window) if window else 0.0
+
+
+def vm_hwm_mb(pid: int) -> float:
+    """The process's peak resident set so far (VmHWM), from /proc; 0 where unavailable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def register(training: TrainingSettings, artifact: Path) -> str:
+    """Log ``artifact`` in a run and register it as a new version (as training's export does)."""
+    import mlflow
+
+    from training import mlflow_utils
+    from training.export import ARTIFACT_PATH
+
+    experiment = mlflow_utils.setup(training)
+    with mlflow.start_run(experiment_id=experiment) as run:
+        mlflow.log_artifacts(str(artifact), ARTIFACT_PATH)
+        version, _ = mlflow_utils.register(
+            NAME,
+            f"{run.info.artifact_uri}/{ARTIFACT_PATH}",
+            run.info.run_id,
+            accuracy=1,
+            min_accuracy=2,
+            tags={},
+        )
+    return version
+
+
+def set_alias(training: TrainingSettings, alias: str, version: str) -> None:
+    import mlflow
+
+    mlflow.MlflowClient(tracking_uri=training.mlflow_tracking_uri).set_registered_model_alias(
+        NAME, alias, version
+    )
+
+
+def sustained(arrivals: Sequence[float]) -> float:
+    """Images per second from the first prediction to the last (start-up excluded)."""
+    a = sorted(arrivals)
+    return (len(a) - 1) / (a[-1] - a[0]) if len(a) > 1 and a[-1] > a[0] else 0.0
+
+
+def per_second(arrivals: Sequence[float], origin: float, before: int, after: int) -> list[tuple[int, int]]:
+    """Predictions in each whole second from ``origin - before`` to ``origin + after``."""
+    counts = dict.fromkeys(range(-before, after), 0)
+    for t in arrivals:
+        k = int((t - origin) // 1)
+        if k in counts:
+            counts[k] += 1
+    return sorted(counts.items())
+
+
+def _worker_settings(
+    base: Settings, bootstrap: str, work: Path, training: TrainingSettings, tag: str, **w: Any
+) -> Settings:
+    s = bench_settings(base, bootstrap, "fp32", work / tag)
+    return s.model_copy(
+        update={
+            "model": s.model.model_copy(
+                update={
+                    "source": "registry",
+                    "registry_uri": f"models:/{NAME}@champion",
+                    "cache_dir": work / "models",
+                }
+            ),
+            "training": training,
+            "worker": s.worker.model_copy(update={"name": f"lifecycle-{tag}", **w}),
+        }
+    )
+
+
+def _log_has(path: Path, message: str, **fields: str) -> bool:
+    if not path.exists():
+        return False
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            rec = json.loads(line)
+            if rec.get("message") == message and all(rec.get(k) == v for k, v in fields.items()):
+                return True
+    return False
+
+
+async def _drain(
+    settings: Settings,
+    photos: Sequence[Photo],
+    options: LifecycleOptions,
+    log: Path,
+    *,
+    ready: Callable[[], bool] | None = None,
+    halfway: Callable[[], None] | None = None,
+    swapped: Callable[[], bool] | None = None,
+    second_backlog: bool = False,
+) -> dict[str, Any]:
+    """Start a worker, warm it up, drain one backlog (two with ``second_backlog``); the figures."""
+    out: dict[str, Any] = {}
+    await ensure_topics(settings)
+    collector = PredictionCollector(settings)
+    await collector.start()
+    try:
+        async with open_producer(settings) as producer:
+            publisher = Publisher(settings, producer, photos)
+            with worker_process(settings, log) as proc, RssSeries(proc.pid) as rss:
+                warm = await publisher.burst(16)
+                if not await collector.wait_for(list(warm), options.start_timeout_s):
+                    raise RuntimeError(f"worker gave no prediction; see {log}")
+                deadline = time.monotonic() + options.start_timeout_s
+                while ready is not None and not ready():  # e.g. the challenger loaded in the background
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("worker not ready in time")
+                    await asyncio.sleep(0.2)
+                out["rss_warm_mb"] = round(rss.median(time.time() - 2, time.time()), 1)
+                sent = await publisher.burst(options.images)
+                ids = list(sent)
+                if halfway is not None:
+                    await collector.wait_for(ids[: len(ids) // 2], 600)
+                    out["moved_at"] = time.time()
+                    out["hwm_before_move_mb"] = round(vm_hwm_mb(proc.pid), 1)
+                    halfway()
+                await collector.wait_for(ids, 900)
+                arrivals = [collector.arrivals[i] for i in ids if i in collector.arrivals]
+                out["throughput"] = round(sustained(arrivals), 2)
+                out["arrivals"] = arrivals
+                out["versions"] = [collector.versions.get(i, "?") for i in ids]
+                if halfway is not None:
+                    moved = out["moved_at"]
+                    out["hwm_after_move_mb"] = round(vm_hwm_mb(proc.pid), 1)
+                    out["rss_before_move_mb"] = round(rss.median(moved - 5, moved), 1)
+                    out["rss_peak_reload_mb"] = round(rss.peak(moved, max(arrivals) + 1), 1)
+                while swapped is not None and not swapped():  # the baseline after the swap, not during it
+                    if time.monotonic() > deadline + 600:
+                        raise RuntimeError("the reload did not happen")
+                    await asyncio.sleep(0.2)
+                if second_backlog:
+                    again = list(await publisher.burst(options.images))
+                    await collector.wait_for(again, 900)
+                    out["throughput_after"] = round(
+                        sustained([collector.arrivals[i] for i in again if i in collector.arrivals]), 2
+                    )
+                    out["rss_after_mb"] = round(rss.median(time.time() - 3, time.time()), 1)
+    finally:
+        await collector.stop()
+    return out
+
+
+async def run_lifecycle(base: Settings, options: LifecycleOptions) -> dict[str, Any]:
+    photos, generated = load_photos(options.photos, 200)
+    work = Path(tempfile.mkdtemp(prefix="pawstream-lifecycle-"))
+    training = TrainingSettings(
+        mlflow_tracking_uri=f"sqlite:///{work / 'mlflow.db'}", mlflow_artifact_root=work / "mlartifacts"
+    )
+    for seed in (1, 2):
+        random_artifact(
+            work / f"v{seed}",
+            name=NAME,
+            version=str(seed),
+            size=options.size,
+            resize=options.size * 8 // 7,
+            seed=seed,
+        )
+        assert register(training, work / f"v{seed}") == str(seed)
+    set_alias(training, "champion", "1")
+    set_alias(training, "challenger", "2")
+    load_before = os.getloadavg()
+    with LocalBroker(log_path=work / "broker.log") as broker:
+        # 1. Reload under a saturating backlog, then the same backlog without a challenger.
+        s1 = _worker_settings(base, broker.bootstrap, work, training, "reload", model_poll_s=options.poll_s)
+        reload = await _drain(
+            s1,
+            photos,
+            options,
+            work / "reload.log",
+            halfway=lambda: set_alias(training, "champion", "2"),
+            swapped=functools.partial(_log_has, work / "reload.log", "model swapped", role="champion"),
+            second_backlog=True,
+        )
+        # 2. A same-size challenger on every batch, then under the default budget.
+        shadow: dict[str, dict[str, Any]] = {}
+        for tag, budget in (("every-batch", 1000.0), ("default-budget", Settings().worker.shadow_budget)):
+            log = work / f"shadow-{tag}.log"
+            set_alias(training, "champion", "1")
+            s2 = _worker_settings(
+                base,
+                broker.bootstrap,
+                work,
+                training,
+                f"shadow-{tag}",
+                model_poll_s=options.poll_s,
+                challenger=f"models:/{NAME}@challenger",
+                shadow_budget=budget,
+            )
+            shadow[tag] = await _drain(
+                s2,
+                photos,
+                options,
+                log,
+                ready=functools.partial(_log_has, log, "model swapped", role="challenger"),
+            )
+            shadow[tag]["budget"] = budget
+    return _figures(options, generated, load_before, reload, shadow)
+
+
+def _figures(
+    options: LifecycleOptions,
+    generated: bool,
+    load_before: tuple[float, float, float],
+    reload: dict[str, Any],
+    shadow: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    moved = reload["moved_at"]
+    arrivals, versions = reload["arrivals"], reload["versions"]
+    v2 = [t for t, v in zip(arrivals, versions, strict=True) if v == "2"]
+    first_v2 = min(v2) if v2 else None
+    series = per_second(arrivals, moved, 10, 15)
+    start = int((min(arrivals) - moved) // 1)
+    before = [n for k, n in series if start < k < 0]  # whole seconds of draining before the move
+    after = [n for k, n in series if 0 <= k <= (first_v2 - moved if first_v2 else 0) + 2]
+    base = reload["throughput_after"]
+    return {
+        "options": {k: str(v) for k, v in options.__dict__.items()},
+        "photos_generated": generated,
+        "load_average_at_start": load_before,
+        "reload": {
+            "throughput": reload["throughput"],
+            "per_second_around_move": series,
+            "median_per_second_before_move": statistics.median(before) if before else 0,
+            "min_per_second_during_swap": min(after) if after else 0,
+            "first_v2_after_move_s": round(first_v2 - moved, 2) if first_v2 else None,
+            "v1_after_first_v2": sum(
+                1 for t, v in zip(arrivals, versions, strict=True) if v == "1" and first_v2 and t > first_v2
+            ),
+            "rss_warm_mb": reload["rss_warm_mb"],
+            "rss_before_move_mb": reload["rss_before_move_mb"],
+            "rss_peak_reload_mb": reload["rss_peak_reload_mb"],
+            "vm_hwm_before_move_mb": reload["hwm_before_move_mb"],
+            "vm_hwm_after_move_mb": reload["hwm_after_move_mb"],
+            "rss_after_swap_mb": reload["rss_after_mb"],
+        },
+        "no_challenger_throughput": base,
+        "shadow": {
+            tag: {
+                "budget": r["budget"],
+                "throughput": r["throughput"],
+                "ratio_to_no_challenger": round(r["throughput"] / base, 3) if base else None,
+                "rss_warm_mb": r["rss_warm_mb"],
+            }
+            for tag, r in shadow.items()
+        },
+    }
+
+
+def markdown(f: dict[str, Any]) -> str:
+    r = f["reload"]
+    lines = [
+        "# Model lifecycle: hot reload and shadow cost",
+        "",
+        f"One run of `pawstream bench-lifecycle` ({f['options']['images']} images per backlog, ResNet-18 "
+        f"at {f['options']['size']} px fp32, random weights, poll {f['options']['poll_s']} s; "
+        f"{'generated images' if f['photos_generated'] else 'real photos'}; 1-min load average at start "
+        f"{f['load_average_at_start'][0]:.2f} on 2 cores shared with other jobs).",
+        "",
+        "## Hot reload (alias moved halfway through a saturating backlog)",
+        "",
+        f"- sustained throughput over the backlog: {r['throughput']} img/s; median "
+        f"{r['median_per_second_before_move']} predictions/s before the move, lowest second during the swap "
+        f"{r['min_per_second_during_swap']}",
+        f"- first version-2 prediction {r['first_v2_after_move_s']} s after the move; version-1 predictions "
+        f"after it: {r['v1_after_first_v2']}",
+        f"- worker RSS: {r['rss_before_move_mb']} MB before the move, peak {r['rss_peak_reload_mb']} MB "
+        f"during the reload (sampled every 0.1 s), {r['rss_after_swap_mb']} MB after; "
+        f"VmHWM {r['vm_hwm_before_move_mb']} -> {r['vm_hwm_after_move_mb']} MB",
+        "",
+        "| second from the move | predictions |",
+        "|---:|---:|",
+        *[f"| {k} | {n} |" for k, n in r["per_second_around_move"]],
+        "",
+        "## Shadow cost (same-size challenger)",
+        "",
+        "| challenger | shadow_budget | img/s | vs no challenger | warm RSS MB |",
+        "|---|---:|---:|---:|---:|",
+        f"| none | - | {f['no_challenger_throughput']} | 1.000 | {r['rss_warm_mb']} |",
+        *[
+            f"| same size | {s['budget']} | {s['throughput']} | {s['ratio_to_no_challenger']} "
+            f"| {s['rss_warm_mb']} |"
+            for s in f["shadow"].values()
+        ],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run_bench_lifecycle(base: Settings, options: LifecycleOptions) -> dict[str, Any]:
+    figures = asyncio.run(run_lifecycle(base, options))
+    options.out.mkdir(parents=True, exist_ok=True)
+    (options.out / "lifecycle.json").write_text(json.dumps(figures, indent=2))
+    (options.out / "lifecycle.md").write_text(markdown(figures))
+    logger.info("lifecycle bench written", extra={"out": str(options.out / "lifecycle.md")})
+    return figures
