@@ -53,6 +53,7 @@ class LifecycleOptions:
     photos: Path | None = paths.PHOTOS
     out: Path = Path("bench/results")
     start_timeout_s: float = 180.0
+    window_s: float = 5.0  # throughput around the move, per window (a 32-image batch takes ~1 s idle)
 
 
 class RssSeries:
@@ -134,14 +135,17 @@ def sustained(arrivals: Sequence[float]) -> float:
     return (len(a) - 1) / (a[-1] - a[0]) if len(a) > 1 and a[-1] > a[0] else 0.0
 
 
-def per_second(arrivals: Sequence[float], origin: float, before: int, after: int) -> list[tuple[int, int]]:
-    """Predictions in each whole second from ``origin - before`` to ``origin + after``."""
+def per_window(
+    arrivals: Sequence[float], origin: float, width_s: float, before: int, after: int
+) -> list[tuple[float, float]]:
+    """Predictions per second in windows of ``width_s``, ``before`` windows before ``origin`` to
+    ``after`` after: (window start from the origin, images/s)."""
     counts = dict.fromkeys(range(-before, after), 0)
     for t in arrivals:
-        k = int((t - origin) // 1)
+        k = int((t - origin) // width_s)
         if k in counts:
             counts[k] += 1
-    return sorted(counts.items())
+    return [(k * width_s, round(n / width_s, 2)) for k, n in sorted(counts.items())]
 
 
 def _worker_settings(
@@ -190,6 +194,10 @@ async def _drain(
     await ensure_topics(settings)
     collector = PredictionCollector(settings)
     await collector.start()
+    # The shadow topic read by a second collector (it reads topics.predictions of its settings).
+    shadow_topics = settings.topics.model_copy(update={"predictions": settings.topics.shadow_predictions})
+    shadow = PredictionCollector(settings.model_copy(update={"topics": shadow_topics}))
+    await shadow.start()
     try:
         async with open_producer(settings) as producer:
             publisher = Publisher(settings, producer, photos)
@@ -231,8 +239,11 @@ async def _drain(
                         sustained([collector.arrivals[i] for i in again if i in collector.arrivals]), 2
                     )
                     out["rss_after_mb"] = round(rss.median(time.time() - 3, time.time()), 1)
+        await asyncio.sleep(2)  # shadow predictions go out with their batch; let the reader catch up
+        out["shadowed_share"] = round(sum(1 for i in ids if i in shadow.arrivals) / len(ids), 3)
     finally:
         await collector.stop()
+        await shadow.stop()
     return out
 
 
@@ -304,10 +315,12 @@ def _figures(
     arrivals, versions = reload["arrivals"], reload["versions"]
     v2 = [t for t, v in zip(arrivals, versions, strict=True) if v == "2"]
     first_v2 = min(v2) if v2 else None
-    series = per_second(arrivals, moved, 10, 15)
-    start = int((min(arrivals) - moved) // 1)
-    before = [n for k, n in series if start < k < 0]  # whole seconds of draining before the move
-    after = [n for k, n in series if 0 <= k <= (first_v2 - moved if first_v2 else 0) + 2]
+    w = options.window_s
+    series = per_window(arrivals, moved, w, 8, 12)
+    first, last = min(arrivals) - moved, max(arrivals) - moved
+    # Whole windows of draining before the move, and the windows from the move to the first v2 one.
+    before = [n for k, n in series if first <= k and k + w <= 0]
+    after = [n for k, n in series if 0 <= k <= (first_v2 - moved if first_v2 else 0) and k + w <= last]
     base = reload["throughput_after"]
     return {
         "options": {k: str(v) for k, v in options.__dict__.items()},
@@ -315,9 +328,10 @@ def _figures(
         "load_average_at_start": load_before,
         "reload": {
             "throughput": reload["throughput"],
-            "per_second_around_move": series,
-            "median_per_second_before_move": statistics.median(before) if before else 0,
-            "min_per_second_during_swap": min(after) if after else 0,
+            "window_s": w,
+            "per_window_around_move": series,
+            "median_before_move": statistics.median(before) if before else 0,
+            "lowest_window_during_swap": min(after) if after else 0,
             "first_v2_after_move_s": round(first_v2 - moved, 2) if first_v2 else None,
             "v1_after_first_v2": sum(
                 1 for t, v in zip(arrivals, versions, strict=True) if v == "1" and first_v2 and t > first_v2
@@ -335,6 +349,7 @@ def _figures(
                 "budget": r["budget"],
                 "throughput": r["throughput"],
                 "ratio_to_no_challenger": round(r["throughput"] / base, 3) if base else None,
+                "shadowed_share": r.get("shadowed_share"),
                 "rss_warm_mb": r["rss_warm_mb"],
             }
             for tag, r in shadow.items()
@@ -354,26 +369,27 @@ def markdown(f: dict[str, Any]) -> str:
         "",
         "## Hot reload (alias moved halfway through a saturating backlog)",
         "",
-        f"- sustained throughput over the backlog: {r['throughput']} img/s; median "
-        f"{r['median_per_second_before_move']} predictions/s before the move, lowest second during the swap "
-        f"{r['min_per_second_during_swap']}",
+        f"- sustained throughput over the backlog: {r['throughput']} img/s; in {r['window_s']:.0f}-s "
+        f"windows: median {r['median_before_move']} img/s before the move, lowest "
+        f"{r['lowest_window_during_swap']} img/s from the move to the first version-2 prediction",
         f"- first version-2 prediction {r['first_v2_after_move_s']} s after the move; version-1 predictions "
         f"after it: {r['v1_after_first_v2']}",
         f"- worker RSS: {r['rss_before_move_mb']} MB before the move, peak {r['rss_peak_reload_mb']} MB "
         f"during the reload (sampled every 0.1 s), {r['rss_after_swap_mb']} MB after; "
         f"VmHWM {r['vm_hwm_before_move_mb']} -> {r['vm_hwm_after_move_mb']} MB",
         "",
-        "| second from the move | predictions |",
+        "| window from the move (s) | img/s |",
         "|---:|---:|",
-        *[f"| {k} | {n} |" for k, n in r["per_second_around_move"]],
+        *[f"| {k:+.0f} | {n} |" for k, n in r["per_window_around_move"]],
         "",
         "## Shadow cost (same-size challenger)",
         "",
-        "| challenger | shadow_budget | img/s | vs no challenger | warm RSS MB |",
-        "|---|---:|---:|---:|---:|",
-        f"| none | - | {f['no_challenger_throughput']} | 1.000 | {r['rss_warm_mb']} |",
+        "| challenger | shadow_budget | images shadowed | img/s | vs no challenger | warm RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| none | - | - | {f['no_challenger_throughput']} | 1.000 | {r['rss_warm_mb']} |",
         *[
-            f"| same size | {s['budget']} | {s['throughput']} | {s['ratio_to_no_challenger']} "
+            f"| same size | {s['budget']} | {s['shadowed_share']} | {s['throughput']} "
+            f"| {s['ratio_to_no_challenger']} "
             f"| {s['rss_warm_mb']} |"
             for s in f["shadow"].values()
         ],

@@ -196,15 +196,19 @@ class ModelReloader:
             path = await asyncio.to_thread(download_registered, uri, tracking, cache_dir)
         except Exception as exc:
             raise Refused("download", _reason(exc)) from exc
+        # One task in the inference thread for both steps: each task queues behind the batch
+        # being classified, and a second one would wait for another batch.
         loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.inference_pool, self._build, path)
+
+    def _build(self, path: Path) -> Predictor:
+        """Load and warm up (in the inference thread); raises Refused naming the stage that failed."""
         try:
-            predictor = await loop.run_in_executor(
-                self.inference_pool, lambda: load_predictor(self.settings, path, warmup=False)
-            )
+            predictor = load_predictor(self.settings, path, warmup=False)
         except Exception as exc:
             raise Refused("load", _reason(exc)) from exc
         try:
-            await loop.run_in_executor(self.inference_pool, predictor.warm_up)
+            predictor.warm_up()
         except Exception as exc:
             raise Refused("warmup", _reason(exc)) from exc
         return predictor

@@ -56,9 +56,8 @@ class Record:
 class BatchResult:
     predictions: list[PredictionEvent] = field(default_factory=list)
     deadletters: list[DeadLetterEvent] = field(default_factory=list)
-    shadow: list[PredictionEvent] = field(
-        default_factory=list
-    )  # the challenger's, for topics.shadow_predictions
+    # The challenger's predictions of the same batch, for topics.shadow_predictions.
+    shadow: list[PredictionEvent] = field(default_factory=list)
 
 
 @dataclass
