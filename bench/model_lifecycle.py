@@ -17,6 +17,7 @@ Writes ``lifecycle.json`` and ``lifecycle.md`` into the results folder.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -25,7 +26,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ class LifecycleOptions:
     photos: Path | None = paths.PHOTOS
     out: Path = Path("bench/results")
     start_timeout_s: float = 180.0
+    rounds: int = 3  # turns of the shadow comparison (each drains images / rounds per worker)
     window_s: float = 5.0  # throughput around the move, per window (a 32-image batch takes ~1 s idle)
 
 
@@ -278,30 +280,109 @@ async def run_lifecycle(base: Settings, options: LifecycleOptions) -> dict[str, 
             swapped=functools.partial(_log_has, work / "reload.log", "model swapped", role="champion"),
             second_backlog=True,
         )
-        # 2. A same-size challenger on every batch, then under the default budget.
-        shadow: dict[str, dict[str, Any]] = {}
-        for tag, budget in (("every-batch", 1000.0), ("default-budget", Settings().worker.shadow_budget)):
-            log = work / f"shadow-{tag}.log"
-            set_alias(training, "champion", "1")
-            s2 = _worker_settings(
-                base,
-                broker.bootstrap,
-                work,
-                training,
-                f"shadow-{tag}",
-                model_poll_s=options.poll_s,
-                challenger=f"models:/{NAME}@challenger",
-                shadow_budget=budget,
-            )
-            shadow[tag] = await _drain(
-                s2,
-                photos,
-                options,
-                log,
-                ready=functools.partial(_log_has, log, "model swapped", role="challenger"),
-            )
-            shadow[tag]["budget"] = budget
+        # 2. No challenger, a same-size one on every batch, and one under the default budget:
+        # three workers started side by side, draining in turns (the others idle), several rounds.
+        set_alias(training, "champion", "1")
+        shadow = await _shadow_rounds(base, broker.bootstrap, work, training, photos, options)
     return _figures(options, generated, load_before, reload, shadow)
+
+
+SHADOW_CASES = (("none", None), ("every-batch", 1000.0), ("default-budget", Settings().worker.shadow_budget))
+
+
+async def _shadow_rounds(
+    base: Settings,
+    bootstrap: str,
+    work: Path,
+    training: TrainingSettings,
+    photos: Sequence[Photo],
+    options: LifecycleOptions,
+) -> dict[str, dict[str, Any]]:
+    """Throughput without and with a challenger, measured in alternation: the machine's other load
+    drifts over minutes, and turns (none, every batch, budget, none, ...) spread it over all three."""
+    per_round = max(options.images // options.rounds, 64)
+    async with contextlib.AsyncExitStack() as stack:
+        sessions: dict[str, _Session] = {}
+        for tag, budget in SHADOW_CASES:
+            extra: dict[str, Any] = {"model_poll_s": options.poll_s}
+            if budget is not None:
+                extra.update(challenger=f"models:/{NAME}@challenger", shadow_budget=budget)
+            settings = _worker_settings(base, bootstrap, work, training, f"shadow-{tag}", **extra)
+            log = work / f"shadow-{tag}.log"
+            ready = functools.partial(_log_has, log, "model swapped", role="challenger") if budget else None
+            sessions[tag] = await stack.enter_async_context(_session(settings, photos, options, log, ready))
+        rounds: dict[str, list[tuple[float, float]]] = {tag: [] for tag, _ in SHADOW_CASES}
+        for _ in range(options.rounds):
+            for tag, _ in SHADOW_CASES:
+                rounds[tag].append(await sessions[tag].drain(per_round))
+        return {
+            tag: {
+                "budget": budget,
+                "turn_images": per_round,
+                "throughput_rounds": [t for t, _ in rounds[tag]],
+                "throughput": round(statistics.median(t for t, _ in rounds[tag]), 2),
+                "shadowed_share": round(statistics.mean(sh for _, sh in rounds[tag]), 3),
+                "rss_warm_mb": sessions[tag].rss_warm_mb,
+            }
+            for tag, budget in SHADOW_CASES
+        }
+
+
+@dataclass
+class _Session:
+    publisher: Publisher
+    collector: PredictionCollector
+    shadow: PredictionCollector
+    rss_warm_mb: float
+
+    async def drain(self, n: int) -> tuple[float, float]:
+        """Publish ``n`` images at once; (sustained images/s, share of them shadowed)."""
+        ids = list(await self.publisher.burst(n))
+        await self.collector.wait_for(ids, 900)
+        throughput = sustained([self.collector.arrivals[i] for i in ids if i in self.collector.arrivals])
+        # A batch's shadow predictions are acked before its main ones are read back, but the two
+        # readers poll independently: give this one a moment to catch up.
+        await self.shadow.wait_for(ids, 2.0)
+        return round(throughput, 2), sum(1 for i in ids if i in self.shadow.arrivals) / len(ids)
+
+
+@contextlib.asynccontextmanager
+async def _session(
+    settings: Settings,
+    photos: Sequence[Photo],
+    options: LifecycleOptions,
+    log: Path,
+    ready: Callable[[], bool] | None,
+) -> AsyncIterator[_Session]:
+    """A started, warmed-up worker with readers on its main and shadow topics."""
+    await ensure_topics(settings)
+    shadow_topics = settings.topics.model_copy(update={"predictions": settings.topics.shadow_predictions})
+    async with (
+        open_producer(settings) as producer,
+        _reading(settings) as collector,
+        _reading(settings.model_copy(update={"topics": shadow_topics})) as shadow,
+    ):
+        publisher = Publisher(settings, producer, photos)
+        with worker_process(settings, log) as proc, RssSeries(proc.pid) as rss:
+            warm = await publisher.burst(16)
+            if not await collector.wait_for(list(warm), options.start_timeout_s):
+                raise RuntimeError(f"worker gave no prediction; see {log}")
+            deadline = time.monotonic() + options.start_timeout_s
+            while ready is not None and not ready():  # the challenger loads in the background
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"challenger not loaded; see {log}")
+                await asyncio.sleep(0.2)
+            yield _Session(publisher, collector, shadow, round(rss.median(time.time() - 2, time.time()), 1))
+
+
+@contextlib.asynccontextmanager
+async def _reading(settings: Settings) -> AsyncIterator[PredictionCollector]:
+    collector = PredictionCollector(settings)
+    await collector.start()
+    try:
+        yield collector
+    finally:
+        await collector.stop()
 
 
 def _figures(
@@ -321,7 +402,7 @@ def _figures(
     # Whole windows of draining before the move, and the windows from the move to the first v2 one.
     before = [n for k, n in series if first <= k and k + w <= 0]
     after = [n for k, n in series if 0 <= k <= (first_v2 - moved if first_v2 else 0) and k + w <= last]
-    base = reload["throughput_after"]
+    base = shadow["none"]["throughput"]
     return {
         "options": {k: str(v) for k, v in options.__dict__.items()},
         "photos_generated": generated,
@@ -344,15 +425,20 @@ def _figures(
             "rss_after_swap_mb": reload["rss_after_mb"],
         },
         "no_challenger_throughput": base,
+        "no_challenger_rss_warm_mb": shadow["none"]["rss_warm_mb"],
+        "throughput_after_swap": reload["throughput_after"],
+        "shadow_turn_images": shadow["none"]["turn_images"],
         "shadow": {
             tag: {
                 "budget": r["budget"],
                 "throughput": r["throughput"],
+                "throughput_rounds": r["throughput_rounds"],
                 "ratio_to_no_challenger": round(r["throughput"] / base, 3) if base else None,
                 "shadowed_share": r.get("shadowed_share"),
                 "rss_warm_mb": r["rss_warm_mb"],
             }
             for tag, r in shadow.items()
+            if tag != "none"
         },
     }
 
@@ -384,9 +470,14 @@ def markdown(f: dict[str, Any]) -> str:
         "",
         "## Shadow cost (same-size challenger)",
         "",
+        f"Three workers started side by side (no challenger, a challenger on every batch, the default "
+        f"budget) drained {f['shadow_turn_images']} images at a time, {f['options']['rounds']} turns each, "
+        f"one worker at a time; img/s is the median of its turns (each turn's figure in "
+        f"lifecycle.json). The reload worker drained {f['throughput_after_swap']} img/s after its swap.",
+        "",
         "| challenger | shadow_budget | images shadowed | img/s | vs no challenger | warm RSS MB |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| none | - | - | {f['no_challenger_throughput']} | 1.000 | {r['rss_warm_mb']} |",
+        f"| none | - | - | {f['no_challenger_throughput']} | 1.000 | {f['no_challenger_rss_warm_mb']} |",
         *[
             f"| same size | {s['budget']} | {s['shadowed_share']} | {s['throughput']} "
             f"| {s['ratio_to_no_challenger']} "
