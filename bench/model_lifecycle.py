@@ -55,7 +55,10 @@ class LifecycleOptions:
     out: Path = Path("bench/results")
     start_timeout_s: float = 180.0
     rounds: int = 3  # turns of the shadow comparison (each drains images / rounds per worker)
-    window_s: float = 5.0  # throughput around the move, per window (a 32-image batch takes ~1 s idle)
+    window_s: float = 2.0  # throughput around the move, per window (a 32-image batch takes ~1 s idle)
+    reload_backlog_factor: int = (
+        2  # the reload backlog is this many times ``images``: long enough around the move
+    )
 
 
 class RssSeries:
@@ -213,7 +216,8 @@ async def _drain(
                         raise RuntimeError("worker not ready in time")
                     await asyncio.sleep(0.2)
                 out["rss_warm_mb"] = round(rss.median(time.time() - 2, time.time()), 1)
-                sent = await publisher.burst(options.images)
+                backlog = options.images * (options.reload_backlog_factor if halfway is not None else 1)
+                sent = await publisher.burst(backlog)
                 ids = list(sent)
                 if halfway is not None:
                     await collector.wait_for(ids[: len(ids) // 2], 600)
@@ -397,11 +401,11 @@ def _figures(
     v2 = [t for t, v in zip(arrivals, versions, strict=True) if v == "2"]
     first_v2 = min(v2) if v2 else None
     w = options.window_s
-    series = per_window(arrivals, moved, w, 8, 12)
+    series = per_window(arrivals, moved, w, 10, 10)
     first, last = min(arrivals) - moved, max(arrivals) - moved
     # Whole windows of draining before the move, and the windows from the move to the first v2 one.
     before = [n for k, n in series if first <= k and k + w <= 0]
-    after = [n for k, n in series if 0 <= k <= (first_v2 - moved if first_v2 else 0) and k + w <= last]
+    after = [n for k, n in series if -w < k <= (first_v2 - moved if first_v2 else 0) and k + w <= last]
     base = shadow["none"]["throughput"]
     return {
         "options": {k: str(v) for k, v in options.__dict__.items()},
@@ -410,6 +414,7 @@ def _figures(
         "reload": {
             "throughput": reload["throughput"],
             "window_s": w,
+            "backlog": len(arrivals),
             "per_window_around_move": series,
             "median_before_move": statistics.median(before) if before else 0,
             "lowest_window_during_swap": min(after) if after else 0,
@@ -448,7 +453,8 @@ def markdown(f: dict[str, Any]) -> str:
     lines = [
         "# Model lifecycle: hot reload and shadow cost",
         "",
-        f"One run of `pawstream bench-lifecycle` ({f['options']['images']} images per backlog, ResNet-18 "
+        f"One run of `pawstream bench-lifecycle` (a backlog of {f['reload']['backlog']} images for the "
+        f"reload, then {f['options']['images']} per backlog; ResNet-18 "
         f"at {f['options']['size']} px fp32, random weights, poll {f['options']['poll_s']} s; "
         f"{'generated images' if f['photos_generated'] else 'real photos'}; 1-min load average at start "
         f"{f['load_average_at_start'][0]:.2f} on 2 cores shared with other jobs).",
@@ -457,7 +463,8 @@ def markdown(f: dict[str, Any]) -> str:
         "",
         f"- sustained throughput over the backlog: {r['throughput']} img/s; in {r['window_s']:.0f}-s "
         f"windows: median {r['median_before_move']} img/s before the move, lowest "
-        f"{r['lowest_window_during_swap']} img/s from the move to the first version-2 prediction",
+        f"{r['lowest_window_during_swap']} img/s in a window holding the move or up to the first version-2 "
+        f"prediction",
         f"- first version-2 prediction {r['first_v2_after_move_s']} s after the move; version-1 predictions "
         f"after it: {r['v1_after_first_v2']}",
         f"- worker RSS: {r['rss_before_move_mb']} MB before the move, peak {r['rss_peak_reload_mb']} MB "
