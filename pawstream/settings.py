@@ -244,7 +244,7 @@ class WorkerSettings(BaseModel):
         0.5,
         ge=0,
         description="Challenger inference seconds allowed per champion inference second; a batch "
-        "over it is not shadowed (0.5: throughput stays above 1/1.5 of unshadowed; 0: no shadow).",
+        "over it is not shadowed (0.5: the model thread keeps 1/1.5 of its unshadowed rate; 0: no shadow).",
     )
 
     @field_validator("challenger")
