@@ -142,6 +142,7 @@ class PredictionCollector:
     micro_batch_images: dict[str, int] = field(default_factory=dict)
     stamps: dict[str, tuple[float, float]] = field(default_factory=dict)  # id -> (batch started, emitted)
     runtimes: set[str] = field(default_factory=set)
+    versions: dict[str, str] = field(default_factory=dict)  # id -> model.version that made it
     _consumer: AIOKafkaConsumer | None = None
     _task: asyncio.Task[None] | None = None
     _event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -183,6 +184,7 @@ class PredictionCollector:
                         self.arrivals[image_id] = now
                         self.micro_batch_images[image_id] = int(value.get("micro_batch_images", 0))
                         self.runtimes.add(str(value.get("model", {}).get("runtime", "?")))
+                        self.versions[image_id] = str(value.get("model", {}).get("version", "?"))
                         with contextlib.suppress(KeyError, ValueError):
                             self.stamps[image_id] = (
                                 datetime.fromisoformat(value["batch_started_at"]).timestamp(),

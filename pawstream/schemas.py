@@ -243,7 +243,9 @@ class ModelHeartbeat(_Event):
     )
     loaded_at: UtcDatetime
     sent_at: UtcDatetime = Field(default_factory=utcnow)
-    challenger: ModelInfo | None = Field(None, description="Reserved for shadow scoring: the challenger.")
+    challenger: ModelInfo | None = Field(
+        None, description="The challenger it shadows with (worker.challenger)."
+    )
 
     def record_key(self) -> bytes:
         return f"{self.app_id}/{self.worker}".encode()

@@ -239,6 +239,32 @@ class WorkerSettings(BaseModel):
         description="How often the worker exports its assigned partitions' lag "
         "(pawstream_worker_partition_lag); 0 disables it.",
     )
+    model_poll_s: float = Field(
+        10.0,
+        ge=0,
+        description="How often the worker asks the registry where its model's alias (and the "
+        "challenger's) points, and hot-reloads a moved one between micro-batches; 0 disables. Only "
+        "for a model served from the registry under an alias (models:/NAME@ALIAS).",
+    )
+    challenger: str | None = Field(
+        None,
+        description="A registered model (models:/NAME@ALIAS or models:/NAME/VERSION) that scores the "
+        "same decoded images as the champion, its predictions going to topics.shadow_predictions; "
+        "none: no shadow scoring.",
+    )
+    shadow_budget: float = Field(
+        0.5,
+        ge=0,
+        description="Challenger inference seconds allowed per champion inference second; a batch "
+        "over it is not shadowed (0.5: the model thread keeps 1/1.5 of its unshadowed rate; 0: no shadow).",
+    )
+
+    @field_validator("challenger")
+    @classmethod
+    def _challenger_uri_form(cls, uri: str | None) -> str | None:
+        if uri is not None:
+            parse_model_uri(uri)
+        return uri
 
     @model_validator(mode="before")
     @classmethod

@@ -295,6 +295,25 @@ def bench(
     run_bench(load_settings(), options)
 
 
+@app.command("bench-lifecycle")
+def bench_lifecycle(
+    images: Annotated[int, typer.Option(min=20, help="Images in each backlog the workers drain.")] = 600,
+    size: Annotated[int, typer.Option(min=32, help="Input size (px) of the two random-weight models.")] = 224,
+    poll_s: Annotated[float, typer.Option(min=0.1, help="worker.model_poll_s during the run.")] = 1.0,
+    out: Annotated[Path, typer.Option(help="Results folder (lifecycle.json, lifecycle.md).")] = Path(
+        "bench/results"
+    ),
+    photos: Annotated[
+        Path, typer.Option(help="Folder of photos (generated images when absent).")
+    ] = paths.PHOTOS,
+) -> None:
+    """Hot reload's throughput dip and peak RSS, and the shadow challenger's cost, in one run."""
+    from bench.model_lifecycle import LifecycleOptions, run_bench_lifecycle
+
+    options = LifecycleOptions(images=images, size=size, poll_s=poll_s, photos=photos, out=out)
+    run_bench_lifecycle(load_settings(), options)
+
+
 data_app = typer.Typer(no_args_is_help=True, help="Get the labelled photos training and the demo read.")
 app.add_typer(data_app, name="data")
 

@@ -165,9 +165,14 @@ class Predictor:
             },
         )
         if warmup:
-            # The first call pays for oneDNN kernel selection; do it before the first real batch.
-            predictor.predict(torch.zeros(1, 3, meta.input.size, meta.input.size))
+            predictor.warm_up()
         return predictor
+
+    def warm_up(self) -> None:
+        """One inference on a blank input: the first call pays for oneDNN kernel selection, so do
+        it before the first real batch (and a model that cannot run fails here, not on live events)."""
+        size = self.meta.input.size
+        self.predict(torch.zeros(1, 3, size, size))
 
     def decode(self, data: bytes) -> np.ndarray:
         """Stage 1, any thread: bytes -> (H, W, 3) uint8 pixels; raises EventError(decode | too_large)."""

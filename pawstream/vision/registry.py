@@ -40,8 +40,15 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def download_registered(uri: str, tracking_uri: str, cache_dir: Path) -> Path:
-    """The local folder holding the artifact of the model version ``uri`` names (downloaded once)."""
+def cache_target(cache_dir: Path, name: str, version: str, run_id: str | None) -> Path:
+    """Where ``download_registered`` keeps version ``version`` (of run ``run_id``) of ``name``."""
+    # Keyed by the version's run too: a reset or different registry reuses version numbers, and a
+    # cached "version 1" from another run must not be served in its place.
+    return cache_dir / name / f"{version}-{(run_id or 'norun')[:12]}"
+
+
+def registered_version(uri: str, tracking_uri: str) -> tuple[str, str, str | None]:
+    """(name, version, run_id) that ``uri`` names now (an alias is looked up; MLflow client, blocking)."""
     import mlflow  # slow to import: only when the registry is used
     from mlflow.exceptions import MlflowException
 
@@ -58,10 +65,16 @@ def download_registered(uri: str, tracking_uri: str, cache_dir: Path) -> Path:
             hint = "register one (train with MLflow at that server) or set PAWSTREAM_MODEL__SOURCE=path"
             raise RegistryError(f"{uri} does not exist at {tracking_uri}: {_one_line(exc)}; {hint}") from exc
         raise RegistryError(f"model registry at {tracking_uri} is unreachable: {_one_line(exc)}") from exc
-    version = str(found.version)
-    # Keyed by the version's run too: a reset or different registry reuses version numbers, and a
-    # cached "version 1" from another run must not be served in its place.
-    target = cache_dir / name / f"{version}-{(found.run_id or 'norun')[:12]}"
+    return name, str(found.version), found.run_id
+
+
+def download_registered(uri: str, tracking_uri: str, cache_dir: Path) -> Path:
+    """The local folder holding the artifact of the model version ``uri`` names (downloaded once)."""
+    import mlflow  # slow to import: only when the registry is used
+    from mlflow.exceptions import MlflowException
+
+    name, version, run_id = registered_version(uri, tracking_uri)
+    target = cache_target(cache_dir, name, version, run_id)
     if (target / META_FILE).is_file():
         logger.info(
             "registered model from cache", extra={"model": name, "version": version, "path": str(target)}

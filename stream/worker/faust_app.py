@@ -70,6 +70,9 @@ def add_classify_agent(app: faust.App, settings: Settings, processor: BatchProce
     images = app.topic(t.images, partitions=t.partitions, **raw)
     predictions = app.topic(t.predictions, partitions=t.output_partitions, **raw)
     deadletters = app.topic(t.deadletters, partitions=t.output_partitions, **raw)
+    # The challenger's predictions: same schema, a topic of their own, so consumers of the main
+    # topic never see them. Delivered before the batch is acked like the others.
+    shadow = app.topic(t.shadow_predictions, partitions=t.output_partitions, **raw)
     w = settings.worker
     log = InflightLog(settings, processor.worker_name, processor.metrics)
     guarded = GuardedBatches(log, processor)
@@ -84,6 +87,7 @@ def add_classify_agent(app: faust.App, settings: Settings, processor: BatchProce
         try:
             futures = [await send(predictions, p) for p in result.predictions]
             futures += [await send(deadletters, d) for d in result.deadletters]
+            futures += [await send(shadow, p) for p in result.shadow]
             await asyncio.gather(*futures)  # the broker's acks, not just buffering
         except Exception as exc:  # any failure here must stop the worker before acking
             _fatal("could not deliver outputs; exiting without acking the batch", exc)

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
 import faust
 
-from pawstream.schemas import ModelHeartbeat, ModelInput, utcnow
+from pawstream.schemas import ModelHeartbeat, ModelInput
 from pawstream.settings import Settings
 from pawstream.vision.predictor import Predictor
+from stream.worker.serving import ServingState
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,11 @@ def _alias(uri: str | None) -> str | None:
 
 
 def build_heartbeat(
-    settings: Settings, predictor: Predictor, worker: str, loaded_at: datetime
+    settings: Settings,
+    predictor: Predictor,
+    worker: str,
+    loaded_at: datetime,
+    challenger: Predictor | None = None,
 ) -> ModelHeartbeat:
     meta, info = predictor.meta, predictor.model_info
     uri = served_registry_uri(settings)
@@ -71,12 +77,18 @@ def build_heartbeat(
         metrics={k: v for k, v in meta.metrics.items() if math.isfinite(v)},
         heartbeat_s=settings.worker.heartbeat_s,
         loaded_at=loaded_at,
+        challenger=challenger.model_info if challenger is not None else None,
     )
 
 
-def add_heartbeat(app: faust.App, settings: Settings, predictor: Predictor, worker: str) -> None:
-    """Publish the heartbeat when the app starts and every ``worker.heartbeat_s`` after."""
-    loaded_at = utcnow()  # the predictor is built and warmed before the app is
+def add_heartbeat(
+    app: faust.App, settings: Settings, serving: ServingState, worker: str
+) -> Callable[[], Awaitable[None]]:
+    """Publish the heartbeat when the app starts and every ``worker.heartbeat_s`` after.
+
+    Returns the publishing coroutine function: a reload calls it right after a swap, so
+    ``GET /v1/model`` shows the new version (and its ``loaded_at``) without waiting for the tick.
+    """
     topic = app.topic(
         settings.topics.models,
         partitions=1,
@@ -88,7 +100,15 @@ def add_heartbeat(app: faust.App, settings: Settings, predictor: Predictor, work
 
     async def beat() -> None:
         try:
-            event = build_heartbeat(settings, predictor, worker, loaded_at)
+            # Read at each beat: a reload replaces the models (stream/worker/serving.py).
+            champion, challenger = serving.champion, serving.challenger
+            event = build_heartbeat(
+                settings,
+                champion.predictor,
+                worker,
+                champion.loaded_at,
+                challenger.predictor if challenger is not None else None,
+            )
             fut = await topic.send(key=event.record_key(), value=event.to_bytes(), force=True)
             await fut
         except Exception as exc:  # never fatal: the next tick tries again
@@ -102,3 +122,4 @@ def add_heartbeat(app: faust.App, settings: Settings, predictor: Predictor, work
     # A Faust timer first fires one interval after start; the task sends the first one at once.
     app.task(first_beat)
     app.timer(interval=settings.worker.heartbeat_s, on_leader=False)(beat)
+    return beat

@@ -15,15 +15,16 @@ from pawstream.osthreads import DECODE_THREAD, INFERENCE_THREAD, named_pool
 from pawstream.references import ReferenceFetcher
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
-from pawstream.vision.memory import HeapTrimmer, pillow_images_in_one_block, tune_malloc
-from pawstream.vision.predictor import Predictor
+from pawstream.vision.memory import pillow_images_in_one_block, tune_malloc
 from pawstream.vision.registry import RegistryError, resolve_model
 from stream.worker import fetch_wait
 from stream.worker.faust_app import add_broker_watchdog, add_classify_agent, create_app
 from stream.worker.health import WorkerHealth, start_loop_ticks, track_assignment
-from stream.worker.heartbeat import add_heartbeat
+from stream.worker.heartbeat import add_heartbeat, served_registry_uri
 from stream.worker.lag import add_partition_lag
+from stream.worker.model_reload import add_model_reload, load_predictor
 from stream.worker.processor import BatchProcessor
+from stream.worker.serving import ServingState
 from stream.worker.worker_metrics import WorkerMetrics
 
 logger = logging.getLogger(__name__)
@@ -49,28 +50,20 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
     # ... and large decoded images out of it: freed at once, not kept by the decode threads' arenas.
     pillow_images_in_one_block()
     inference_pool = named_pool(1, INFERENCE_THREAD)
-    predictor = inference_pool.submit(
-        Predictor.from_artifact,
-        settings.model.artifact_path,
-        threads=w.torch_threads,
-        max_pixels=settings.refs.max_image_pixels,
-        max_aspect_ratio=settings.refs.max_aspect_ratio,
-        runtime=w.runtime,
-        cache_dir=w.runtime_cache_dir,
-        calibration_dir=w.calibration_dir,
-        calibration_images=w.calibration_images,
-        model_batch_max=w.model_batch_max,
-        trimmer=HeapTrimmer(w.heap_trim_rss_mb, w.heap_trim_interval_s),
-    ).result()
+    # A reload builds its models in this same thread (model_reload.py), with the same function.
+    predictor = inference_pool.submit(load_predictor, settings, settings.model.artifact_path).result()
     metrics = WorkerMetrics()
     metrics.set_model(predictor.model_info)
+    metrics.set_challenger(None)
     health = WorkerHealth(settings.topics.images, w.health_stale_s)
     health.model_loaded = True
     start_loop_ticks(loop, health)
     metrics.serve(w.metrics_port, w.metrics_host, health)
+    serving = ServingState(predictor)
+    del predictor  # serving holds it: a reload must be able to release it
     processor = BatchProcessor(
         settings,
-        predictor,
+        serving,
         ReferenceFetcher(settings.refs),
         metrics,
         worker_name(settings),
@@ -82,7 +75,8 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
     app = create_app(settings)
     add_classify_agent(app, settings, processor)
     add_broker_watchdog(app, settings)
-    add_heartbeat(app, settings, predictor, worker_name(settings))
+    beat = add_heartbeat(app, settings, serving, worker_name(settings))
+    add_model_reload(app, settings, serving, metrics, inference_pool, beat, served_registry_uri(settings))
     track_assignment(app, health)
     add_partition_lag(app, settings, metrics.partition_lag)
     logger.info(
@@ -93,6 +87,8 @@ def build_worker(settings: Settings, loop: asyncio.AbstractEventLoop) -> faust.W
             "bootstrap": settings.kafka.bootstrap_servers,
             "micro_batch_max": w.micro_batch_max,
             "max_wait_s": w.max_wait_s,
+            "model_poll_s": w.model_poll_s,
+            "challenger": w.challenger,
         },
     )
     return faust.Worker(app, loop=loop, loglevel=settings.log_level, override_logging=False, quiet=True)

@@ -33,6 +33,8 @@ from pawstream.settings import Settings
 from pawstream.vision.predictor import Predictor
 from stream.worker.deadletter import Source, build_deadletter
 from stream.worker.pixel_budget import pixel_slices
+from stream.worker.serving import ServingState
+from stream.worker.shadow_budget import ShadowBudget
 from stream.worker.worker_metrics import WorkerMetrics
 
 logger = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ class Record:
 class BatchResult:
     predictions: list[PredictionEvent] = field(default_factory=list)
     deadletters: list[DeadLetterEvent] = field(default_factory=list)
+    # The challenger's predictions of the same batch, for topics.shadow_predictions.
+    shadow: list[PredictionEvent] = field(default_factory=list)
 
 
 @dataclass
@@ -65,6 +69,7 @@ class _Item:
     cost: int = 0  # pixels its decode materialises (from the header): its share of the slice budget
     error: EventError | None = None
     stage: DeadLetterStage = "parse"
+    shadow: tuple[np.ndarray, np.ndarray] | None = None  # the challenger's (probs, embedding)
 
 
 def _unexpected(exc: Exception) -> EventError:
@@ -80,7 +85,7 @@ class BatchProcessor:
     def __init__(
         self,
         settings: Settings,
-        predictor: Predictor,
+        predictor: Predictor | ServingState,
         fetcher: ReferenceFetcher,
         metrics: WorkerMetrics,
         worker_name: str,
@@ -88,19 +93,34 @@ class BatchProcessor:
         inference_pool: Executor,
     ) -> None:
         self.settings = settings
-        self.predictor = predictor
+        # The models serving now; a reload offers new ones, adopted between batches (serving.py).
+        self.serving = predictor if isinstance(predictor, ServingState) else ServingState(predictor)
+        self.shadow_budget = ShadowBudget(settings.worker.shadow_budget)
         self.fetcher = fetcher
         self.metrics = metrics
         self.worker_name = worker_name
         self.decode_pool = decode_pool
         self.inference_pool = inference_pool
 
+    @property
+    def predictor(self) -> Predictor:
+        """The champion; it changes only between batches (ServingState adopts offers then)."""
+        return self.serving.champion.predictor
+
+    @property
+    def challenger(self) -> Predictor | None:
+        return self.serving.challenger.predictor if self.serving.challenger is not None else None
+
     async def process(self, records: list[Record]) -> BatchResult:
-        started = utcnow()
-        self.metrics.events_in.inc(len(records))
-        items = [_Item(r) for r in records]
-        ok, outputs = await self._prepare_and_infer(items)
-        return self._build(items, ok, outputs, started)
+        self.serving.begin_batch()  # a model offered by a reload starts serving here, never mid-batch
+        try:
+            started = utcnow()
+            self.metrics.events_in.inc(len(records))
+            items = [_Item(r) for r in records]
+            ok, outputs = await self._prepare_and_infer(items)
+            return self._build(items, ok, outputs, started)
+        finally:
+            self.serving.end_batch()
 
     async def _prepare_and_infer(
         self, items: list[_Item]
@@ -120,12 +140,22 @@ class BatchProcessor:
         ok: list[_Item] = []
         outputs: list[tuple[np.ndarray, np.ndarray] | EventError] = []
         infer_s = 0.0
+        # Shadowed whole or not at all: decided before the batch, from the budget (shadow_budget.py).
+        shadow = self.challenger is not None and self.shadow_budget.allow()
+        shadow_s = 0.0
         for part in pixel_slices(fetched, lambda it: it.cost, self.settings.worker.decode_slice_pixels):
             await asyncio.gather(*(self._decode(it) for it in part))
             t0 = time.perf_counter()
             decoded = [it for it in part if it.error is None and it.pixels is not None]
             if decoded:
                 outputs += await self._infer(decoded)
+                infer_s += time.perf_counter() - t0
+                if shadow:
+                    # Same decoded pixels, same slice: memory stays within the slice's budget.
+                    t1 = time.perf_counter()
+                    shadow = await self._shadow(decoded)
+                    shadow_s += time.perf_counter() - t1
+                t0 = time.perf_counter()
             for it in decoded:
                 it.pixels = None  # released before the next slice decodes
             for it in part:
@@ -133,11 +163,45 @@ class BatchProcessor:
             ok += decoded
             infer_s += time.perf_counter() - t0
         # Per micro-batch, as before slicing: the dashboards read them that way.
-        self.metrics.decode_seconds.observe(time.perf_counter() - start - infer_s)
+        self.metrics.decode_seconds.observe(time.perf_counter() - start - infer_s - shadow_s)
         if ok:
             self.metrics.micro_batch_images.observe(len(ok))
             self.metrics.inference_seconds.observe(infer_s)
+            if self.challenger is not None:
+                self.shadow_budget.record(infer_s, shadow_s)
+                outcome = "skipped" if not shadow_s else "shadowed" if shadow else "failed"
+                self.metrics.shadow_batches.labels(outcome=outcome).inc()
+                if shadow_s:
+                    self.metrics.shadow_inference_seconds.observe(shadow_s)
+        if not shadow:  # skipped, or failed part-way: no half-shadowed batch
+            for it in ok:
+                it.shadow = None
         return ok, outputs
+
+    async def _shadow(self, decoded: list[_Item]) -> bool:
+        """Score ``decoded`` with the challenger too; False (logged, counted) if it fails.
+
+        The challenger applies its own preprocessing (input size, normalisation) from its artifact
+        to the champion's decoded pixels. Nothing it does can cost the champion's outputs.
+        """
+        challenger = self.challenger
+        assert challenger is not None
+        pixels = [it.pixels for it in decoded if it.pixels is not None]
+        loop = asyncio.get_running_loop()
+        try:
+            out = await loop.run_in_executor(self.inference_pool, challenger.predict_many, pixels)
+            for i, it in enumerate(decoded):
+                it.shadow = (out.probs[i], out.embeddings[i])
+        except Exception as exc:
+            logger.error(
+                "challenger failed on a batch; it is not shadowed",
+                extra={
+                    "version": challenger.model_info.version,
+                    "error": f"{type(exc).__name__}: {exc}"[:300],
+                },
+            )
+            return False
+        return True
 
     async def _prepare(self, it: _Item) -> None:
         """Parse and fetch one record and read its decode cost; failures are recorded on the item."""
@@ -225,12 +289,13 @@ class BatchProcessor:
                 it.error, it.stage = out, "inference"
                 continue
             try:
-                prediction = self._prediction(it, out[0], out[1], started, len(ok))
+                prediction = self._prediction(self.predictor, it, out[0], out[1], started, len(ok))
                 self.metrics.e2e_seconds.observe(max(prediction.latency_s, 0.0))
             except Exception as exc:
                 self._internal(it, exc)
                 continue
             result.predictions.append(prediction)
+            result.shadow += self._shadow_prediction(it, started, len(ok))
         for it in items:
             if it.error is None:
                 continue
@@ -242,6 +307,7 @@ class BatchProcessor:
             result.deadletters.append(dead)
             self.metrics.deadletters.labels(reason=dead.reason.value).inc()
         self.metrics.events_out.inc(len(result.predictions))
+        self.metrics.shadow_predictions.inc(len(result.shadow))
         return result
 
     @staticmethod
@@ -250,18 +316,39 @@ class BatchProcessor:
         it.error = _unexpected(exc)
         it.stage = "emit"
 
+    def _shadow_prediction(
+        self, it: _Item, started: datetime, micro_batch_images: int
+    ) -> list[PredictionEvent]:
+        """The challenger's prediction for ``it`` (same batch identity as the champion's), if any."""
+        challenger = self.challenger
+        if it.shadow is None or challenger is None:
+            return []
+        try:
+            return [self._prediction(challenger, it, it.shadow[0], it.shadow[1], started, micro_batch_images)]
+        except Exception as exc:  # the champion's prediction stands; only the shadow one is lost
+            logger.error(
+                "could not build a shadow prediction", extra={"offset": it.record.offset}, exc_info=exc
+            )
+            return []
+
     def _prediction(
-        self, it: _Item, probs: np.ndarray, emb: np.ndarray, started: datetime, micro_batch_images: int
+        self,
+        predictor: Predictor,
+        it: _Item,
+        probs: np.ndarray,
+        emb: np.ndarray,
+        started: datetime,
+        micro_batch_images: int,
     ) -> PredictionEvent:
         assert it.event is not None
-        labels = self.predictor.labels
+        labels = predictor.labels
         best = int(np.argmax(probs))
         return PredictionEvent(
             id=it.event.id,
             label=labels[best],
             confidence=float(probs[best]),
             probs={label: round(float(p), 6) for label, p in zip(labels, probs, strict=True)},
-            model=self.predictor.model_info,
+            model=predictor.model_info,
             worker=self.worker_name,
             micro_batch_images=micro_batch_images,
             published_at=it.event.created_at,

@@ -54,9 +54,44 @@ class WorkerMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.challenger_info = Info(
+            "pawstream_worker_challenger",
+            "The challenger this worker shadows with (empty: none).",
+            registry=r,
+        )
+        self.model_reloads = Counter(
+            "pawstream_worker_model_reloads",
+            "Models that started serving after a reload, by role (champion, challenger) and version.",
+            ["role", "version"],
+            registry=r,
+        )
+        self.model_refused = Counter(
+            "pawstream_worker_model_refused",
+            "Registered versions a reload refused (download, load or warmup failed), by version and stage.",
+            ["role", "version", "stage"],
+            registry=r,
+        )
+        self.shadow_batches = Counter(
+            "pawstream_worker_shadow_batches",
+            "Micro-batches while a challenger is set, by outcome: shadowed, skipped (over "
+            "worker.shadow_budget) or failed (the challenger raised).",
+            ["outcome"],
+            registry=r,
+        )
+        self.shadow_inference_seconds = Histogram(
+            "pawstream_worker_shadow_inference_seconds",
+            "Wall time of the challenger on one shadowed micro-batch.",
+            registry=r,
+        )
+        self.shadow_predictions = Counter(
+            "pawstream_worker_shadow_predictions", "Challenger predictions emitted.", registry=r
+        )
 
     def set_model(self, info: ModelInfo) -> None:
         self.model_info.info({k: str(v) for k, v in info.model_dump().items()})
+
+    def set_challenger(self, info: ModelInfo | None) -> None:
+        self.challenger_info.info({k: str(v) for k, v in info.model_dump().items()} if info else {})
 
     def serve(self, port: int, host: str = "127.0.0.1", health: WorkerHealth | None = None) -> None:
         """Expose /metrics (and with ``health`` /healthz, /readyz) on ``host:port`` (0 = off);

@@ -43,6 +43,24 @@ def test_the_api_groups_workers_by_identity_and_names_a_rollout(tiny_artifact: P
     assert ModelServing.of([], caught_up=False).status == "starting"
 
 
+def test_the_challenger_a_worker_shadows_with_is_part_of_what_it_serves(
+    tiny_artifact: Path, tmp_path: Path
+) -> None:
+    settings = Settings(log_json=False)
+    champion = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=10**7, warmup=False)
+    other = make_artifact(tmp_path / "challenger", seed=9, version="test-9")
+    challenger = Predictor.from_artifact(other, threads=1, max_pixels=10**7, warmup=False)
+    shadowing = build_heartbeat(settings, champion, "a", utcnow(), challenger)
+    plain = build_heartbeat(settings, champion, "b", utcnow())
+    serving = ModelServing.of([shadowing, plain], caught_up=True)
+    assert serving.status == "rollout"  # one worker shadows, the other does not
+    body = serving.model_dump(mode="json")
+    with_challenger = [m for m in body["models"] if m["challenger"] is not None]
+    assert len(with_challenger) == 1 and [w["worker"] for w in with_challenger[0]["workers"]] == ["a"]
+    assert with_challenger[0]["challenger"]["version"] == "test-9"
+    assert with_challenger[0]["version"] == "test-1"
+
+
 def test_the_directory_keeps_each_workers_newest_live_heartbeat(tiny_artifact: Path) -> None:
     settings = Settings(log_json=False)
     predictor = Predictor.from_artifact(tiny_artifact, threads=1, max_pixels=10**7, warmup=False)

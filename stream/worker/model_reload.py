@@ -1,0 +1,259 @@
+"""Hot reload: follow the registry alias the worker serves (and the challenger's), swap between batches.
+
+Every ``worker.model_poll_s`` a Faust timer asks the MLflow registry which version the alias names
+(the client runs in a thread: it blocks). When that is another (version, run id) than the one
+serving, and not one already refused, the worker downloads it (a thread), then builds and warms the
+new Predictor in the inference thread, beside the old one. Building there is deliberate: that
+thread owns every torch op (see main.py), so the load delays the next batch instead of competing
+with it for the two cores. The loaded model is offered to the batch processor, which adopts it at
+the start of its next micro-batch (serving.py): no batch is split between models, no event is
+dropped or processed twice (offsets are not touched at all), and each prediction names the model
+that made it. The old model is released right after; the reloader waits for the adoption before it
+looks again, so at most two models of a role are ever loaded. A heartbeat goes out at once.
+
+A version that fails to download, load or warm up is refused: the old one keeps serving, the
+reason is logged at error level and counted in ``pawstream_worker_model_refused``, and that
+(version, run id) is not tried again by this process. A registry that cannot be reached is not a
+refusal: it is logged and asked again at the next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faust
+
+from pawstream.model_uri import parse_model_uri
+from pawstream.settings import Settings
+from pawstream.vision.memory import HeapTrimmer
+from pawstream.vision.predictor import Predictor
+from pawstream.vision.registry import RegistryError, cache_target, download_registered, registered_version
+from stream.worker.serving import Role, Served, ServingState
+from stream.worker.worker_metrics import WorkerMetrics
+
+logger = logging.getLogger(__name__)
+
+
+def load_predictor(settings: Settings, path: Path, *, warmup: bool = True) -> Predictor:
+    """The worker's Predictor for the artifact at ``path``; call it in the inference thread."""
+    w = settings.worker
+    return Predictor.from_artifact(
+        path,
+        threads=w.torch_threads,
+        max_pixels=settings.refs.max_image_pixels,
+        max_aspect_ratio=settings.refs.max_aspect_ratio,
+        warmup=warmup,
+        runtime=w.runtime,
+        cache_dir=w.runtime_cache_dir,
+        calibration_dir=w.calibration_dir,
+        calibration_images=w.calibration_images,
+        model_batch_max=w.model_batch_max,
+        trimmer=HeapTrimmer(w.heap_trim_rss_mb, w.heap_trim_interval_s),
+    )
+
+
+def _release() -> None:
+    # The old model's tensors are freed with its last reference; the collector finds the module
+    # graph's cycles now rather than at some later allocation, and the trim hands the heap back.
+    gc.collect()
+    HeapTrimmer()()
+
+
+class Refused(Exception):
+    """A registered version this worker will not serve: the stage that failed and why."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(f"{stage}: {reason}")
+        self.stage = stage
+        self.reason = reason
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+
+
+@dataclass
+class Watched:
+    """One role's registry URI and what this worker knows about it."""
+
+    role: Role
+    uri: str
+    path: Path | None  # the artifact folder serving now (None: nothing yet)
+    refused: set[tuple[str, str | None]] = field(default_factory=set)
+    version: str | None = None  # the registry version serving, once known
+    checking: bool = False  # a check is under way (the start-up load and the timer may overlap)
+
+
+class ModelReloader:
+    def __init__(
+        self,
+        settings: Settings,
+        serving: ServingState,
+        metrics: WorkerMetrics,
+        inference_pool: Executor,
+        beat: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.serving = serving
+        self.metrics = metrics
+        self.inference_pool = inference_pool
+        self.beat = beat
+        self.watched: list[Watched] = []
+
+    def watch(self, role: Role, uri: str, path: Path | None) -> Watched:
+        w = Watched(role, uri, path)
+        self.watched.append(w)
+        return w
+
+    async def poll(self) -> None:
+        """One look at every watched URI (a Faust timer calls it); never raises."""
+        for w in self.watched:
+            try:
+                await self.check(w)
+            except Exception:  # a bug here must not stop the timer (nor the worker)
+                logger.exception("model poll failed", extra={"role": w.role, "uri": w.uri})
+
+    async def check(self, w: Watched) -> bool:
+        """Load and offer what ``w.uri`` names if it is new; True when a new model started serving."""
+        if w.checking:
+            return False
+        w.checking = True
+        try:
+            return await self._check(w)
+        finally:
+            w.checking = False
+
+    async def _check(self, w: Watched) -> bool:
+        started = time.perf_counter()
+        tracking = self.settings.training.mlflow_tracking_uri
+        cache_dir = self.settings.model.cache_dir
+        try:
+            name, version, run_id = await asyncio.to_thread(registered_version, w.uri, tracking)
+        except RegistryError as exc:
+            logger.warning("cannot ask the registry", extra={"role": w.role, "uri": w.uri, "error": str(exc)})
+            return False
+        key = (version, run_id)
+        target = cache_target(cache_dir, name, version, run_id)
+        if key in w.refused or (w.path is not None and w.path.resolve() == target.resolve()):
+            return False
+        logger.info("new model version to load", extra={"role": w.role, "uri": w.uri, "version": version})
+        try:
+            predictor = await self._load(f"models:/{name}/{version}", tracking, cache_dir)
+        except Refused as exc:
+            w.refused.add(key)
+            self.metrics.model_refused.labels(role=w.role, version=version, stage=exc.stage).inc()
+            logger.error(
+                "model version refused; the one serving stays",
+                extra={
+                    "role": w.role,
+                    "uri": w.uri,
+                    "version": version,
+                    "run_id": run_id,
+                    "stage": exc.stage,
+                    "reason": exc.reason,
+                    "serving": w.version,
+                },
+            )
+            return False
+        loaded = predictor.model_info
+        load_s = time.perf_counter() - started
+        await self.offer(w.role, predictor)
+        del predictor  # the ServingState holds it now; the old one goes with its last reference
+        w.path, w.version = target, version
+        self.metrics.model_reloads.labels(role=w.role, version=version).inc()
+        logger.info(
+            "model swapped",
+            extra={
+                "role": w.role,
+                "uri": w.uri,
+                "version": version,
+                "run_id": run_id,
+                "model": loaded.version,
+                # registry query + download + build + warm-up, then until the processor adopted it
+                "load_s": round(load_s, 3),
+                "swap_s": round(time.perf_counter() - started - load_s, 3),
+            },
+        )
+        return True
+
+    async def offer(self, role: Role, predictor: Predictor) -> None:
+        """Hand ``predictor`` to the processor, wait until it serves, release the old one, beat."""
+        adopted = self.serving.offer(role, predictor)
+        await adopted
+        await asyncio.get_running_loop().run_in_executor(self.inference_pool, _release)
+        if self.beat is not None:
+            await self.beat()
+
+    async def _load(self, uri: str, tracking: str, cache_dir: Path) -> Predictor:
+        try:
+            path = await asyncio.to_thread(download_registered, uri, tracking, cache_dir)
+        except Exception as exc:
+            raise Refused("download", _reason(exc)) from exc
+        # One task in the inference thread for both steps: each task queues behind the batch
+        # being classified, and a second one would wait for another batch.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.inference_pool, self._build, path)
+
+    def _build(self, path: Path) -> Predictor:
+        """Load and warm up (in the inference thread); raises Refused naming the stage that failed."""
+        try:
+            predictor = load_predictor(self.settings, path, warmup=False)
+        except Exception as exc:
+            raise Refused("load", _reason(exc)) from exc
+        try:
+            predictor.warm_up()
+        except Exception as exc:
+            raise Refused("warmup", _reason(exc)) from exc
+        return predictor
+
+
+def add_model_reload(
+    app: faust.App,
+    settings: Settings,
+    serving: ServingState,
+    metrics: WorkerMetrics,
+    inference_pool: Executor,
+    beat: Callable[[], Awaitable[None]],
+    served_uri: str | None,
+) -> ModelReloader:
+    """Poll the champion's alias (when served from one) and load and poll the challenger."""
+    reloader = ModelReloader(settings, serving, metrics, inference_pool, beat)
+    poll_s = settings.worker.model_poll_s
+
+    def _on_adopted(role: Role, served: Served | None) -> None:
+        info = served.predictor.model_info if served is not None else None
+        if role == "champion":
+            assert info is not None
+            metrics.set_model(info)
+        else:
+            metrics.set_challenger(info)
+
+    serving.on_adopted.append(_on_adopted)
+    if served_uri is not None and parse_model_uri(served_uri)[1] is not None and poll_s > 0:
+        reloader.watch("champion", served_uri, settings.model.artifact_path)
+    challenger_uri = settings.worker.challenger
+    if challenger_uri is not None:
+        challenger = reloader.watch("challenger", challenger_uri, None)
+
+        async def load_challenger() -> None:
+            # After start, in the background: the champion serves meanwhile, and a challenger that
+            # cannot be loaded is logged and leaves the worker serving without shadow.
+            try:
+                await reloader.check(challenger)
+            except Exception:
+                logger.exception("could not load the challenger", extra={"uri": challenger_uri})
+            settled = serving.challenger is not None or bool(challenger.refused)
+            if parse_model_uri(challenger_uri)[1] is None and settled:
+                reloader.watched.remove(challenger)  # a fixed version, loaded or refused: nothing to follow
+
+        app.task(load_challenger)
+    if poll_s > 0:
+        app.timer(interval=poll_s, on_leader=False)(reloader.poll)
+    return reloader
