@@ -16,7 +16,6 @@ import os
 import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,9 +30,9 @@ from pawstream.processes import stop_process
 from pawstream.schemas import FeedbackEvent, MonitoringEvent, PredictionEvent
 from pawstream.settings import Settings
 from pawstream.topics import ensure_topics
-from stack.children import service_command, service_env
 from tests.support import monitor_events as synth
 from tests.support.kafka import TopicReader
+from tests.support.monitors import scrape_metrics, start_monitor
 from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.integration
@@ -86,22 +85,9 @@ def monitor_settings(settings: Settings, tmp_path: Path) -> Settings:
     return settings.model_copy(update={"monitoring": mon, "kafka": kafka})
 
 
-def _start_monitor(
-    settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            service_command("monitor"),
-            env=service_env(settings, extra=extra_env),
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-
-
 @pytest.fixture
 def monitor_process(monitor_settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    proc = _start_monitor(monitor_settings, tmp_path / "monitor.log")
+    proc = start_monitor(monitor_settings, tmp_path / "monitor.log")
     try:
         yield proc
     finally:
@@ -177,18 +163,6 @@ async def _wait_committed(
     finally:
         await admin.close()
         await consumer.stop()
-
-
-def _scrape(port: int) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            key = s.name + json.dumps(s.labels, sort_keys=True) if s.labels else s.name
-            out[key] = s.value
-    return out
 
 
 async def test_windowed_accuracy_exact_duplicates_ignored_and_drift_alert_on_topic(
@@ -285,7 +259,7 @@ async def test_windowed_accuracy_exact_duplicates_ignored_and_drift_alert_on_top
     # The closer (no embedding) shares this drift window with 99 drifted predictions.
     assert alert.threshold is not None and alert.value > alert.threshold and alert.window_events == 99
 
-    m = _scrape(s.monitoring.metrics_port)
+    m = scrape_metrics(s.monitoring.metrics_port)
     v1 = '{"model_version": "v1"}'
     assert m["pawstream_monitor_window_accuracy" + v1] == 0.9
     assert m["pawstream_monitor_predictions_total" + v1] == 401  # 300 + closer + 100 drifted, no duplicates
@@ -367,7 +341,7 @@ async def _restart_keeps_join_state(
     topics: tuple[str, ...] = (s.topics.predictions, s.topics.feedback)
     if challenger:
         topics += (s.topics.shadow_predictions,)
-    first = _start_monitor(s, log, extra_env)
+    first = start_monitor(s, log, extra_env)
     try:
         # 20 pairs complete before the restart; 40 predictions wait for labels.
         await _send(
@@ -379,7 +353,7 @@ async def _restart_keeps_join_state(
         await _wait_committed(s, 90, first, log, topics)
     finally:
         assert stop_process(first, STOP_S) == 0, log.read_text()[-3000:]
-    second = _start_monitor(s, log, extra_env)
+    second = start_monitor(s, log, extra_env)
     try:
         async with TopicReader(s, s.topics.monitoring) as monitoring:
             late = [
@@ -409,7 +383,7 @@ async def _restart_keeps_join_state(
         # Only the 40 labels that arrived after the restart fall in this process's window (the 20
         # earlier pairs were counted by the first process); 10 of them are wrong.
         assert (window.window_events, window.value) == (40, 0.75)
-        m = _scrape(s.monitoring.metrics_port)
+        m = scrape_metrics(s.monitoring.metrics_port)
         # At least the deliberate redeliveries; Faust may also re-deliver a few records the first
         # process handled after its last commit (at-least-once). Those are counted as duplicates
         # and, as the exact window and labelled figures show, never counted twice.
@@ -457,13 +431,13 @@ async def test_champion_and_challenger_accuracy_side_by_side(
     records = [_fb(f, s) for f in labels[:40]] + [_shadow(p, s) for p in challenger[40:80]]
     records += [_pred(p, s) for p in champion] + [_shadow(p, s) for p in challenger[:40] + challenger[80:]]
     records += [_fb(f, s) for f in labels[40:]] + [_shadow(p, s) for p in challenger[:20]]
-    proc = _start_monitor(s, log)
+    proc = start_monitor(s, log)
     try:
         await _send(s, records)
         topics = (s.topics.predictions, s.topics.shadow_predictions, s.topics.feedback)
         await _wait_committed(s, 90, proc, log, topics)
         assert proc.poll() is None, log.read_text()[-3000:]
-        m = _scrape(s.monitoring.metrics_port)
+        m = scrape_metrics(s.monitoring.metrics_port)
     finally:
         stop_process(proc, STOP_S)
 
