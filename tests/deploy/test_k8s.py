@@ -210,6 +210,9 @@ def test_keda_scales_on_the_worker_group_lag_within_the_partitions(
     }
     assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
     assert so["maxReplicaCount"] == settings.topics.partitions, name
+    # A rollout must not add a pod beyond maxReplicaCount = the partitions: it would get none,
+    # never pass /readyz, and the rollout would hang (README, "The partition limit").
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
     assert 1 <= so["minReplicaCount"] <= so["fallback"]["replicas"] <= so["maxReplicaCount"]
     (trigger,) = so["triggers"]
     meta = trigger["metadata"]
