@@ -126,7 +126,11 @@ def add_classify_agent(app: faust.App, settings: Settings, processor: BatchProce
                     )
                     for e in events
                 ]
+                # 1 from taking the batch until its outputs are delivered (it is acked when the
+                # loop asks for the next batch): a kill while it is 1 leaves the batch unacked.
+                processor.metrics.in_flight.set(1)
                 await guarded.handle(records, emit)
+                processor.metrics.in_flight.set(0)
             except asyncio.CancelledError as exc:
                 # Only a forced stop cancels the agent mid-batch (a graceful one waits for the
                 # batch, and rebalances do not cancel it): leaving now would let the take
