@@ -17,6 +17,7 @@ from pawstream.settings import Settings
 from pawstream.topics import topic_configs, topic_plan
 from stack.config_doc import settings_field_for_env
 from stream.worker.health import HEALTHZ, READYZ
+from stream.worker.worker_metrics import WorkerMetrics
 from tests.support.deploy import ROOT
 from tests.support.k8s import (
     K8S_DIR,
@@ -232,6 +233,31 @@ def test_keda_scales_on_the_worker_group_lag_within_the_partitions(
     assert 2 * floor <= threshold <= 12 * per_worker, (threshold, floor, per_worker)
     behavior = so["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300, "a cooldown that does not flap"
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_busy_time_trigger_holds_a_group_that_keeps_up(tmp_path: Path, name: str) -> None:
+    objects = build_with_component(tmp_path, name, "keda-busy-time")
+    so = one(objects, "ScaledObject", "pawstream-worker")
+    assert not crd_errors(so), crd_errors(so)
+    lag, busy = so["spec"]["triggers"]
+    assert (lag["type"], busy["type"]) == ("kafka", "prometheus")
+    # The query reads the workers' own histograms (the names they export).
+    metrics = WorkerMetrics()
+    exported = {metrics.inference_seconds._name, metrics.decode_seconds._name}
+    assert set(re.findall(r"(pawstream_\w+)_sum", busy["metadata"]["query"])) == exported
+    # Steady traffic the workers keep up with: lag alone asks for fewer workers than needed (the
+    # cycle in the README); busy time asks for at least as many as the traffic needs.
+    per_worker = _measured_worker_throughput()
+    threshold = float(busy["metadata"]["threshold"])
+    assert 0.5 <= threshold < 1.0
+    settings = _settings(env_of(objects, _worker(objects)[1]))
+    w = settings.worker
+    held = w.buffer_max + w.micro_batch_max + math.ceil(w.commit_interval_s * per_worker)
+    for rate in (60.0, 120.0, 200.0):
+        needed = math.ceil(rate / per_worker)
+        assert math.ceil(needed * held / int(lag["metadata"]["lagThreshold"])) < needed or needed == 1
+        assert math.ceil(rate / per_worker / threshold) >= needed
 
 
 def test_worker_pod_is_sized_and_stops_gracefully(overlay: tuple[str, list[dict[str, Any]]]) -> None:
