@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from limits import parse_many
 
 from api.routes.health import router as api_health_router
 from pawstream.settings import Settings
@@ -263,6 +264,19 @@ def test_the_busy_time_trigger_holds_a_group_that_keeps_up(tmp_path: Path, name:
         needed = math.ceil(rate / per_worker)
         assert math.ceil(needed * held / int(lag["metadata"]["lagThreshold"])) < needed or needed == 1
         assert math.ceil(rate / per_worker / threshold) >= needed
+
+
+def test_the_api_rate_limit_does_not_cap_the_workers(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    """With buckets shared across replicas (Redis), the key's limit is the whole API's rate: it
+    must allow a submit and a prediction fetch for every image the workers can classify."""
+    name, objects = overlay
+    api = _settings(env_of(objects, _container(objects, "pawstream-api"))).api
+    if api.store != "redis":  # one replica, its buckets in memory (dev)
+        pytest.skip(f"{name}: one replica, no shared buckets")
+    (limit,) = parse_many(api.rate_limit or "")
+    per_s = limit.amount / limit.get_expiry()
+    so = one(objects, "ScaledObject", "pawstream-worker")["spec"]
+    assert per_s >= 0.99 * 2 * so["maxReplicaCount"] * _measured_worker_throughput(), (name, per_s)
 
 
 def test_worker_pod_is_sized_and_stops_gracefully(overlay: tuple[str, list[dict[str, Any]]]) -> None:
