@@ -43,7 +43,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 logger = logging.getLogger(__name__)
 
 IMAGES = 3000
-PARTITIONS = 6  # 6, 3 and 2 partitions a worker at 1, 2 and 3 workers (with 4, Faust leaves a third idle)
+# 6, 3 and 2 partitions a worker at 1, 2 and 3 workers (with 4, a third worker would get 1 and
+# another still hold 2: no faster than two).
+PARTITIONS = 6
 # Published at once before the steady traffic: a backlog throughout the three measured phases
 # (they consume ~900 while ~1,000 more arrive), so each phase's rate is the group's capacity, never
 # the offered rate (without it, two workers that drained the backlog measured just RATE).
