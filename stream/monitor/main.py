@@ -250,9 +250,11 @@ class LagProbe:
         k = self.settings.kafka
         consumer = AIOKafkaConsumer(**consumer_kwargs(k), group_id=None, enable_auto_commit=False)
         admin = AIOKafkaAdminClient(**aiokafka_common(k))
-        await consumer.start()
-        await admin.start()
         try:
+            # Started inside the try: a start that fails (broker down, a timeout cancelling it)
+            # must still close both, or every failed probe leaks a client and its connections.
+            await consumer.start()
+            await admin.start()
             result: dict[tuple[str, str], int] = {}
             for group, topics in self.groups.items():
                 tps = [

@@ -47,6 +47,12 @@ def create_app(settings: Settings) -> faust.App:
         # producers' request size) a backlog held ~16 MB of raw images plus their record copies.
         # A record bigger than this still arrives, alone (KIP-74; Tansu too, tried at 2.5 MB).
         consumer_max_fetch_size=w.fetch_partition_max_bytes,
+        # The worker has no tables, so standbys buy nothing, and with Faust's default of 1 its
+        # sticky assignor lets every member keep ceil(partitions/members) before a newcomer gets
+        # any: 6 partitions over 3 workers left a 4th with none (2,2,2,0), so it never became
+        # ready and a rolling update hung. At 0 it trims members to floor(partitions/members)
+        # first, so every member gets work while there are at least as many partitions.
+        table_standby_replicas=0,
     )
     return app
 
@@ -120,7 +126,11 @@ def add_classify_agent(app: faust.App, settings: Settings, processor: BatchProce
                     )
                     for e in events
                 ]
+                # 1 from taking the batch until its outputs are delivered (it is acked when the
+                # loop asks for the next batch): a kill while it is 1 leaves the batch unacked.
+                processor.metrics.in_flight.set(1)
                 await guarded.handle(records, emit)
+                processor.metrics.in_flight.set(0)
             except asyncio.CancelledError as exc:
                 # Only a forced stop cancels the agent mid-batch (a graceful one waits for the
                 # batch, and rebalances do not cancel it): leaving now would let the take

@@ -5,18 +5,21 @@ services' own, the scaling bounds from the topic's partitions."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from limits import parse_many
 
 from api.routes.health import router as api_health_router
 from pawstream.settings import Settings
 from pawstream.topics import topic_configs, topic_plan
 from stack.config_doc import settings_field_for_env
 from stream.worker.health import HEALTHZ, READYZ
+from stream.worker.worker_metrics import WorkerMetrics
 from tests.support.deploy import ROOT
 from tests.support.k8s import (
     K8S_DIR,
@@ -35,6 +38,8 @@ from tests.support.k8s import (
 )
 
 BENCH = ROOT / "bench" / "results" / "latest.md"
+LIFECYCLE = ROOT / "bench" / "results" / "lifecycle.json"
+LARGE_IMAGE_MARGIN_MB = 653 - 589  # peak RSS through 32 maximum-size images minus at full load
 SECRET_KEYS = {  # set in the Secret, never in a ConfigMap
     "PAWSTREAM_API__API_KEY",
     "PAWSTREAM_KAFKA__SASL_USERNAME",
@@ -186,9 +191,11 @@ def _measured_worker_throughput() -> float:
 
 
 def _measured_peak_rss_mib() -> float:
-    m = re.search(r"worker peak RSS, MB \(max over runs\) \| ([\d.]+)", BENCH.read_text(encoding="utf-8"))
-    assert m
-    return float(m[1])
+    """The registry-served worker's peak across a hot reload (bench-lifecycle), plus what a batch of
+    maximum-size images adds (653 vs 589 MB peak, tests/stream/worker/test_worker_memory.py).
+    MB taken as MiB: slightly over, never under."""
+    reload = json.loads(LIFECYCLE.read_text(encoding="utf-8"))["reload"]
+    return max(reload["vm_hwm_after_move_mb"], reload["rss_peak_reload_mb"]) + LARGE_IMAGE_MARGIN_MB
 
 
 def _mib(quantity: str) -> float:
@@ -210,6 +217,9 @@ def test_keda_scales_on_the_worker_group_lag_within_the_partitions(
     }
     assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
     assert so["maxReplicaCount"] == settings.topics.partitions, name
+    # A rollout must not add a pod beyond maxReplicaCount = the partitions: it would get none,
+    # never pass /readyz, and the rollout would hang (README, "The partition limit").
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
     assert 1 <= so["minReplicaCount"] <= so["fallback"]["replicas"] <= so["maxReplicaCount"]
     (trigger,) = so["triggers"]
     meta = trigger["metadata"]
@@ -229,6 +239,44 @@ def test_keda_scales_on_the_worker_group_lag_within_the_partitions(
     assert 2 * floor <= threshold <= 12 * per_worker, (threshold, floor, per_worker)
     behavior = so["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300, "a cooldown that does not flap"
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_busy_time_trigger_holds_a_group_that_keeps_up(tmp_path: Path, name: str) -> None:
+    objects = build_with_component(tmp_path, name, "keda-busy-time")
+    so = one(objects, "ScaledObject", "pawstream-worker")
+    assert not crd_errors(so), crd_errors(so)
+    lag, busy = so["spec"]["triggers"]
+    assert (lag["type"], busy["type"]) == ("kafka", "prometheus")
+    # The query reads the workers' own histograms (the names they export).
+    metrics = WorkerMetrics()
+    exported = {metrics.inference_seconds._name, metrics.decode_seconds._name}
+    assert set(re.findall(r"(pawstream_\w+)_sum", busy["metadata"]["query"])) == exported
+    # Steady traffic the workers keep up with: lag alone asks for fewer workers than needed (the
+    # cycle in the README); busy time asks for at least as many as the traffic needs.
+    per_worker = _measured_worker_throughput()
+    threshold = float(busy["metadata"]["threshold"])
+    assert 0.5 <= threshold < 1.0
+    settings = _settings(env_of(objects, _worker(objects)[1]))
+    w = settings.worker
+    held = w.buffer_max + w.micro_batch_max + math.ceil(w.commit_interval_s * per_worker)
+    for rate in (60.0, 120.0, 200.0):
+        needed = math.ceil(rate / per_worker)
+        assert math.ceil(needed * held / int(lag["metadata"]["lagThreshold"])) < needed or needed == 1
+        assert math.ceil(rate / per_worker / threshold) >= needed
+
+
+def test_the_api_rate_limit_does_not_cap_the_workers(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    """With buckets shared across replicas (Redis), the key's limit is the whole API's rate: it
+    must allow a submit and a prediction fetch for every image the workers can classify."""
+    name, objects = overlay
+    api = _settings(env_of(objects, _container(objects, "pawstream-api"))).api
+    if api.store != "redis":  # one replica, its buckets in memory (dev)
+        pytest.skip(f"{name}: one replica, no shared buckets")
+    (limit,) = parse_many(api.rate_limit or "")
+    per_s = limit.amount / limit.get_expiry()
+    so = one(objects, "ScaledObject", "pawstream-worker")["spec"]
+    assert per_s >= 0.99 * 2 * so["maxReplicaCount"] * _measured_worker_throughput(), (name, per_s)
 
 
 def test_worker_pod_is_sized_and_stops_gracefully(overlay: tuple[str, list[dict[str, Any]]]) -> None:

@@ -43,3 +43,17 @@ def longest_gap(records: list[dict[str, Any]], start: float, end: float) -> floa
 
 def duplicates(records: list[dict[str, Any]]) -> int:
     return sum(c - 1 for c in Counter(r["id"] for r in records).values())
+
+
+def duplicates_by_phase(records: list[dict[str, Any]], timeline: Timeline) -> dict[str, int]:
+    """Each repeated prediction of an id (every one after its first, by send time), counted under
+    the last timeline mark before it was sent: where in the run the redone work came from."""
+    seen: set[str] = set()
+    phases: Counter[str] = Counter()
+    for r in sorted(records, key=lambda r: r["_ts"]):
+        if r["id"] in seen:
+            sent = r["_ts"] / 1000
+            before = [name for name, t in timeline.marks if t <= sent]
+            phases[before[-1] if before else "before the first mark"] += 1
+        seen.add(r["id"])
+    return dict(phases)
