@@ -11,10 +11,12 @@ dropped or processed twice (offsets are not touched at all), and each prediction
 that made it. The old model is released right after; the reloader waits for the adoption before it
 looks again, so at most two models of a role are ever loaded. A heartbeat goes out at once.
 
-A version that fails to download, load or warm up is refused: the old one keeps serving, the
-reason is logged at error level and counted in ``pawstream_worker_model_refused``, and that
-(version, run id) is not tried again by this process. A registry that cannot be reached is not a
-refusal: it is logged and asked again at the next poll.
+A version whose downloaded artifact is not a serving artifact, or that fails to load or warm up,
+is refused: the old one keeps serving, the reason is logged at error level and counted in
+``pawstream_worker_model_refused``, and that (version, run id) is not tried again by this process.
+A registry or artifact store that cannot be reached (at the query or in the middle of the
+download: MLflow restarting, a network error, a full cache disk) is not a refusal: it says nothing
+about the version, so it is logged at warning level and tried again at the next poll.
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ from pawstream.model_uri import parse_model_uri
 from pawstream.settings import Settings
 from pawstream.vision.memory import HeapTrimmer
 from pawstream.vision.predictor import Predictor
-from pawstream.vision.registry import RegistryError, cache_target, download_registered, registered_version
+from pawstream.vision.registry import (
+    RegistryError,
+    RegistryUnreachable,
+    cache_target,
+    download_registered,
+    registered_version,
+)
 from stream.worker.serving import Role, Served, ServingState
 from stream.worker.worker_metrics import WorkerMetrics
 
@@ -146,6 +154,12 @@ class ModelReloader:
         logger.info("new model version to load", extra={"role": w.role, "uri": w.uri, "version": version})
         try:
             predictor = await self._load(f"models:/{name}/{version}", tracking, cache_dir)
+        except (RegistryUnreachable, OSError) as exc:
+            logger.warning(
+                "cannot download the model version now; trying again at the next poll",
+                extra={"role": w.role, "uri": w.uri, "version": version, "error": _reason(exc)},
+            )
+            return False
         except Refused as exc:
             w.refused.add(key)
             self.metrics.model_refused.labels(role=w.role, version=version, stage=exc.stage).inc()
@@ -194,7 +208,9 @@ class ModelReloader:
     async def _load(self, uri: str, tracking: str, cache_dir: Path) -> Predictor:
         try:
             path = await asyncio.to_thread(download_registered, uri, tracking, cache_dir)
-        except Exception as exc:
+        except (RegistryUnreachable, OSError):
+            raise  # transient: the caller tries again at the next poll
+        except Exception as exc:  # the version's artifact is not a serving artifact
             raise Refused("download", _reason(exc)) from exc
         # One task in the inference thread for both steps: each task queues behind the batch
         # being classified, and a second one would wait for another batch.
