@@ -37,6 +37,10 @@ class RegistryError(PawstreamError, RuntimeError):
     """The registered model cannot be resolved or downloaded."""
 
 
+class RegistryNotFound(RegistryError):
+    """The registry answered: the model, alias or version the URI names does not exist."""
+
+
 class RegistryUnreachable(RegistryError):
     """The registry or its artifact store did not answer (network, server restarting, I/O): transient.
 
@@ -73,7 +77,9 @@ def registered_version(uri: str, tracking_uri: str) -> tuple[str, str, str | Non
         code = getattr(exc, "error_code", "")
         if code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
             hint = "register one (train with MLflow at that server) or set PAWSTREAM_MODEL__SOURCE=path"
-            raise RegistryError(f"{uri} does not exist at {tracking_uri}: {_one_line(exc)}; {hint}") from exc
+            raise RegistryNotFound(
+                f"{uri} does not exist at {tracking_uri}: {_one_line(exc)}; {hint}"
+            ) from exc
         raise RegistryUnreachable(
             f"model registry at {tracking_uri} is unreachable: {_one_line(exc)}"
         ) from exc

@@ -17,6 +17,12 @@ is refused: the old one keeps serving, the reason is logged at error level and c
 A registry or artifact store that cannot be reached (at the query or in the middle of the
 download: MLflow restarting, a network error, a full cache disk) is not a refusal: it says nothing
 about the version, so it is logged at warning level and tried again at the next poll.
+
+A challenger followed under an alias retires when the alias is deleted (after a promote, or when
+it is given up on): the worker stops shadowing, says so in a heartbeat and in
+``pawstream_worker_challenger``, and loads whatever the alias names if it comes back. While the
+challenger is the champion's very model (same version and run, right after a promote moved
+@champion to it) the processor does not shadow at all (processor.py).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from pawstream.vision.memory import HeapTrimmer
 from pawstream.vision.predictor import Predictor
 from pawstream.vision.registry import (
     RegistryError,
+    RegistryNotFound,
     RegistryUnreachable,
     cache_target,
     download_registered,
@@ -97,6 +104,7 @@ class Watched:
     refused: set[tuple[str, str | None]] = field(default_factory=set)
     version: str | None = None  # the registry version serving, once known
     checking: bool = False  # a check is under way (the start-up load and the timer may overlap)
+    missing: bool = False  # the URI named nothing at the last check (warned once, not every poll)
 
 
 class ModelReloader:
@@ -144,9 +152,19 @@ class ModelReloader:
         cache_dir = self.settings.model.cache_dir
         try:
             name, version, run_id = await asyncio.to_thread(registered_version, w.uri, tracking)
+        except RegistryNotFound as exc:
+            if w.role == "challenger" and self.serving.challenger is not None:
+                await self._retire(w)
+            elif not w.missing:
+                logger.warning(
+                    "the registry has no such model", extra={"role": w.role, "uri": w.uri, "error": str(exc)}
+                )
+            w.missing = True
+            return False
         except RegistryError as exc:
             logger.warning("cannot ask the registry", extra={"role": w.role, "uri": w.uri, "error": str(exc)})
             return False
+        w.missing = False
         key = (version, run_id)
         target = cache_target(cache_dir, name, version, run_id)
         if key in w.refused or (w.path is not None and w.path.resolve() == target.resolve()):
@@ -197,8 +215,20 @@ class ModelReloader:
         )
         return True
 
-    async def offer(self, role: Role, predictor: Predictor) -> None:
-        """Hand ``predictor`` to the processor, wait until it serves, release the old one, beat."""
+    async def _retire(self, w: Watched) -> None:
+        """Stop shadowing: the challenger's alias was deleted (promoted, or given up on)."""
+        retired = w.version
+        await self.offer("challenger", None)
+        self.metrics.set_challenger(None)  # also done by add_model_reload's adoption callback
+        w.path, w.version = None, None
+        logger.info(
+            "challenger retired: its alias names no version any more",
+            extra={"uri": w.uri, "version": retired},
+        )
+
+    async def offer(self, role: Role, predictor: Predictor | None) -> None:
+        """Hand ``predictor`` to the processor (None: retire the challenger), wait until it serves,
+        release the old one, beat."""
         adopted = self.serving.offer(role, predictor)
         await adopted
         await asyncio.get_running_loop().run_in_executor(self.inference_pool, _release)

@@ -112,3 +112,52 @@ async def test_an_unreachable_artifact_server_is_retried_at_every_poll(
     ]
     assert len(retries) == 2 and all(r.levelname == "WARNING" for r in retries)
     assert all("127.0.0.1" in getattr(r, "error", "") for r in retries)
+
+
+def _challenger_labels(metrics: WorkerMetrics) -> list[dict[str, str]]:
+    return [
+        s.labels
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if s.name == "pawstream_worker_challenger_info"
+    ]
+
+
+async def test_a_deleted_challenger_alias_retires_the_challenger(
+    registry: TrainingSettings, tmp_path: Path, pool: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture
+) -> None:
+    import mlflow
+
+    challenger_uri = f"models:/{NAME}@challenger"
+    move_alias(registry, "challenger", "2")
+    settings = _settings(registry, tmp_path)
+    cache = settings.model.cache_dir
+    champion = download_registered(CHAMPION, registry.mlflow_tracking_uri, cache)
+    challenger = download_registered(challenger_uri, registry.mlflow_tracking_uri, cache)
+    serving = ServingState(load_predictor(settings, champion), load_predictor(settings, challenger))
+    metrics = WorkerMetrics()
+    metrics.set_challenger(serving.challenger.predictor.model_info if serving.challenger else None)
+    beats: list[str | None] = []
+
+    async def beat() -> None:
+        beats.append(serving.challenger.predictor.model_info.version if serving.challenger else None)
+
+    reloader = ModelReloader(settings, serving, metrics, pool, beat)
+    watched = reloader.watch("challenger", challenger_uri, challenger)
+    watched.version = "2"
+    assert await reloader.check(watched) is False and serving.challenger is not None  # unchanged
+    assert [labels.get("version") for labels in _challenger_labels(metrics)] == ["2"]
+    mlflow.MlflowClient(tracking_uri=registry.mlflow_tracking_uri).delete_registered_model_alias(
+        NAME, "challenger"
+    )
+    for _ in range(2):  # retired once; the next polls have nothing to do
+        assert await reloader.check(watched) is False
+    assert serving.challenger is None
+    assert beats == [None]
+    assert _challenger_labels(metrics) == [{}]  # the info gauge is empty again
+    retired = [r for r in caplog.records if r.getMessage().startswith("challenger retired")]
+    assert len(retired) == 1 and retired[0].levelname == "INFO" and retired[0].__dict__["version"] == "2"
+    # The alias comes back: the next poll loads what it names.
+    move_alias(registry, "challenger", "2")
+    assert await reloader.check(watched) is True
+    assert serving.challenger is not None and serving.challenger.predictor.model_info.version == "2"
