@@ -211,8 +211,45 @@ def _read_monitor(url: str) -> str:
     return response.text
 
 
-def run_model_promote(settings: Settings, version: str, *, alias: str, guard: GuardOptions | None) -> int:
-    """Move ``alias`` to ``version``; prints ``alias: from -> to``. 1 with one line when refused."""
+def load_refusal(settings: Settings, version: str) -> str | None:
+    """Why ``version`` cannot serve (download, artifact, load or warm-up failed), or None.
+
+    What a worker does with a version its alias names, with the worker's own settings (runtime,
+    thread count, limits): a version that fails here would be refused by running workers and
+    crash-loop any worker that starts with it. Downloaded to a temporary folder, removed after.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from pawstream.vision.registry import RegistryError, RegistryUnreachable, download_registered
+    from stream.worker.model_reload import load_predictor
+
+    training = settings.training
+    uri = f"models:/{training.registered_model}/{version}"
+    with tempfile.TemporaryDirectory(prefix="pawstream-promote-") as tmp:
+        try:
+            path = download_registered(uri, training.mlflow_tracking_uri, Path(tmp))
+        except RegistryUnreachable as exc:
+            return f"version {version} could not be downloaded to check that it loads ({exc})"
+        except RegistryError as exc:
+            return f"version {version} is not a serving artifact ({exc})"
+        try:
+            predictor = load_predictor(settings, path)
+        except Exception as exc:  # whatever the worker would die of
+            return f"version {version} does not load and warm up: {type(exc).__name__}: {_one_line(exc)}"
+        logger.info("version loads", extra={"version": version, "model": predictor.model_info.version})
+        del predictor
+    return None
+
+
+def run_model_promote(
+    settings: Settings, version: str, *, alias: str, guard: GuardOptions | None, check_load: bool = True
+) -> int:
+    """Move ``alias`` to ``version``; prints ``alias: from -> to``. 1 with one line when refused.
+
+    Unless ``check_load`` is False (--force), the version is first downloaded, loaded and warmed
+    up as a worker would (:func:`load_refusal`), and refused when that fails.
+    """
     from mlflow.exceptions import MlflowException
 
     training = settings.training
@@ -249,6 +286,11 @@ def run_model_promote(settings: Settings, version: str, *, alias: str, guard: Gu
         reason = guard_refusal(text, to, current, guard)
         if reason is not None:
             sys.stderr.write(f"refused: {reason}\n")
+            return 1
+    if check_load:
+        reason = load_refusal(settings, to)
+        if reason is not None:
+            sys.stderr.write(f"refused: {reason}; workers would refuse it too; --force promotes anyway\n")
             return 1
     client.set_registered_model_alias(name, alias, to)
     logger.info("alias moved", extra={"model": name, "alias": alias, "from": current, "to": to})

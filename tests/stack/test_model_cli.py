@@ -24,6 +24,7 @@ from pawstream.settings import TrainingSettings
 from stack.cli import app
 from stream.monitor.monitor_metrics import MonitorMetrics
 from tests.support.artifacts import make_artifact
+from tests.support.lifecycle import corrupt_copy, move_alias
 from tests.support.registry import NAME, register_version, training_settings
 
 
@@ -229,3 +230,20 @@ def test_guarded_promote_without_a_monitor_is_refused(registry: TrainingSettings
     code, _, err = _run("model", "promote", "2", "--guarded", "--monitor", url)
     assert code == 1 and err.startswith(f"refused: the monitor's metrics at {url} could not be read")
     assert _champion(registry) == "1"
+
+
+def test_promote_refuses_a_version_that_does_not_load_unless_forced(
+    registry: TrainingSettings, artifacts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # What running workers would refuse, and a worker starting with it would die of.
+    broken = corrupt_copy(artifacts[0], tmp_path / "corrupt")
+    assert register_version(registry, broken, accuracy=0.93) == "3"  # its metrics look fine
+    move_alias(registry, "champion", "1")
+    code, out, err = _run("model", "promote", "3")
+    assert code == 1 and out == ""
+    last = err.splitlines()[-1]  # after MLflow's download progress
+    assert last.startswith("refused: version 3 does not load and warm up: ") and "--force" in last
+    assert _champion(registry) == "1"
+    code, out, _ = _run("model", "promote", "3", "--force")
+    assert (code, out) == (0, f"{NAME}@champion: 1 -> 3\n")
+    assert _champion(registry) == "3"
