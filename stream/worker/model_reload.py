@@ -9,7 +9,8 @@ with it for the two cores. The loaded model is offered to the batch processor, w
 the start of its next micro-batch (serving.py): no batch is split between models, no event is
 dropped or processed twice (offsets are not touched at all), and each prediction names the model
 that made it. The old model is released right after; the reloader waits for the adoption before it
-looks again, so at most two models of a role are ever loaded. A heartbeat goes out at once.
+looks again, so at most two models of a role are ever loaded (one extra per role). A heartbeat
+goes out at once, and the model cache drops the versions no role serves any more.
 
 A version whose downloaded artifact is not a serving artifact, or that fails to load or warm up,
 is refused: the old one keeps serving, the reason is logged at error level and counted in
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -122,11 +124,37 @@ class ModelReloader:
         self.inference_pool = inference_pool
         self.beat = beat
         self.watched: list[Watched] = []
+        # The artifact folder each role serves from: kept when the cache is pruned (a challenger
+        # of a fixed version is no longer watched once loaded, but its folder stays in use).
+        self.serving_paths: dict[Role, Path] = {}
 
     def watch(self, role: Role, uri: str, path: Path | None) -> Watched:
         w = Watched(role, uri, path)
         self.watched.append(w)
+        if path is not None:
+            self.serving_paths[role] = path
         return w
+
+    def prune_cache(self, name: str) -> list[str]:
+        """Delete ``name``'s cached versions other than the ones serving; the names deleted.
+
+        The cache gets one folder per version a worker ever served (model.cache_dir/NAME); a
+        version's files are read only while it loads, so once a swap is done the others are
+        dead weight. Blocking (run it in a thread). A folder another process is still reading
+        (a worker with other settings sharing the cache) is re-downloaded by it if it needs it.
+        """
+        folder = self.settings.model.cache_dir / name
+        keep = {p.resolve() for p in self.serving_paths.values()}
+        if not folder.is_dir():
+            return []
+        deleted = []
+        for entry in sorted(folder.iterdir()):
+            if entry.is_dir() and entry.resolve() not in keep:
+                shutil.rmtree(entry, ignore_errors=True)
+                deleted.append(entry.name)
+        if deleted:
+            logger.info("cached model versions deleted", extra={"model": name, "deleted": deleted})
+        return deleted
 
     async def poll(self) -> None:
         """One look at every watched URI (a Faust timer calls it); never raises."""
@@ -199,6 +227,8 @@ class ModelReloader:
         await self.offer(w.role, predictor)
         del predictor  # the ServingState holds it now; the old one goes with its last reference
         w.path, w.version = target, version
+        self.serving_paths[w.role] = target
+        await asyncio.to_thread(self.prune_cache, name)
         self.metrics.model_reloads.labels(role=w.role, version=version).inc()
         logger.info(
             "model swapped",
@@ -221,10 +251,12 @@ class ModelReloader:
         await self.offer("challenger", None)
         self.metrics.set_challenger(None)  # also done by add_model_reload's adoption callback
         w.path, w.version = None, None
+        self.serving_paths.pop("challenger", None)
         logger.info(
             "challenger retired: its alias names no version any more",
             extra={"uri": w.uri, "version": retired},
         )
+        await asyncio.to_thread(self.prune_cache, parse_model_uri(w.uri)[0])
 
     async def offer(self, role: Role, predictor: Predictor | None) -> None:
         """Hand ``predictor`` to the processor (None: retire the challenger), wait until it serves,
@@ -271,6 +303,7 @@ def add_model_reload(
 ) -> ModelReloader:
     """Poll the champion's alias (when served from one) and load and poll the challenger."""
     reloader = ModelReloader(settings, serving, metrics, inference_pool, beat)
+    reloader.serving_paths["champion"] = settings.model.artifact_path
     poll_s = settings.worker.model_poll_s
 
     def _on_adopted(role: Role, served: Served | None) -> None:

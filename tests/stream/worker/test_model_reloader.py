@@ -143,6 +143,7 @@ async def test_a_deleted_challenger_alias_retires_the_challenger(
         beats.append(serving.challenger.predictor.model_info.version if serving.challenger else None)
 
     reloader = ModelReloader(settings, serving, metrics, pool, beat)
+    reloader.serving_paths["champion"] = champion  # as add_model_reload does
     watched = reloader.watch("challenger", challenger_uri, challenger)
     watched.version = "2"
     assert await reloader.check(watched) is False and serving.challenger is not None  # unchanged
@@ -157,7 +158,31 @@ async def test_a_deleted_challenger_alias_retires_the_challenger(
     assert _challenger_labels(metrics) == [{}]  # the info gauge is empty again
     retired = [r for r in caplog.records if r.getMessage().startswith("challenger retired")]
     assert len(retired) == 1 and retired[0].levelname == "INFO" and retired[0].__dict__["version"] == "2"
+    assert [p.name for p in (cache / NAME).iterdir()] == [champion.name]  # its cached copy goes too
     # The alias comes back: the next poll loads what it names.
     move_alias(registry, "challenger", "2")
     assert await reloader.check(watched) is True
     assert serving.challenger is not None and serving.challenger.predictor.model_info.version == "2"
+
+
+async def test_a_swap_deletes_the_cached_versions_no_role_serves(
+    registry: TrainingSettings, versions: tuple[Path, Path], tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
+    challenger_uri = f"models:/{NAME}/2"  # a fixed version: not watched once loaded, still kept
+    assert register_version(registry, versions[0], accuracy=0.1) == "3"
+    settings = _settings(registry, tmp_path)
+    cache, tracking = settings.model.cache_dir, registry.mlflow_tracking_uri
+    champion = download_registered(CHAMPION, tracking, cache)
+    challenger = download_registered(challenger_uri, tracking, cache)
+    stale = cache / NAME / "0-stale"  # a version served long ago
+    stale.mkdir()
+    (stale / "weights.pt").write_bytes(b"x")
+    serving = ServingState(load_predictor(settings, champion), load_predictor(settings, challenger))
+    reloader = ModelReloader(settings, serving, WorkerMetrics(), pool)
+    reloader.serving_paths["challenger"] = challenger
+    watched = reloader.watch("champion", CHAMPION, champion)
+    move_alias(registry, "champion", "3")
+    assert await reloader.check(watched) is True
+    assert watched.path is not None and watched.path.parent == cache / NAME
+    assert {p.name for p in (cache / NAME).iterdir()} == {watched.path.name, challenger.name}
+    assert serving.champion.predictor.model_info.version == "1"  # version 3 is v1's files again
