@@ -193,6 +193,7 @@ class ModelReloader:
             logger.warning("cannot ask the registry", extra={"role": w.role, "uri": w.uri, "error": str(exc)})
             return False
         w.missing = False
+        query_s = time.perf_counter() - started
         key = (version, run_id)
         target = cache_target(cache_dir, name, version, run_id)
         if key in w.refused or (w.path is not None and w.path.resolve() == target.resolve()):
@@ -239,6 +240,7 @@ class ModelReloader:
                 "run_id": run_id,
                 "model": loaded.version,
                 # registry query + download + build + warm-up, then until the processor adopted it
+                "query_s": round(query_s, 3),
                 "load_s": round(load_s, 3),
                 "swap_s": round(time.perf_counter() - started - load_s, 3),
             },
