@@ -14,7 +14,8 @@ guarded promotion then refuses it for too few labels.)
 Which figures: the monitor's side-by-side view (``models`` in its summary, the
 ``pawstream_monitor_model_*`` gauges with ``role`` and ``version``). The challenger is judged by
 its shadow figures (role ``challenger``: scored on the same live images as the champion), the
-champion by its served ones (role ``champion``). A version without figures in that role falls
+champion by its served ones (role ``champion``); these cover different images and spans (see
+:func:`guard_refusal`). A version without figures in that role falls
 back to the other role's, then to the champion-only ``model_version`` figures an older monitor
 exports, so a version that already served, or a monitor without the view, still counts.
 """
@@ -182,8 +183,10 @@ def _figures(summary: dict[str, Any], version: str, role: str) -> tuple[float | 
 def guard_refusal(metrics_text: str, challenger: str, champion: str, options: GuardOptions) -> str | None:
     """Why promoting ``challenger`` over ``champion`` is refused, or None when it may go ahead.
 
-    Both accuracies are cumulative (every labelled pair since the monitor started): the same
-    span for both, and the counts the label minimum applies to.
+    Both accuracies are cumulative, but not over the same images or span: the challenger's are
+    its shadow predictions (the batches it shadowed within the budget, since the monitor started
+    or the version began shadowing, whichever is later), the champion's every labelled image it
+    served since the monitor started. Not a paired comparison; the label minimum applies to each.
     """
     summary = summary_from_metrics(metrics_text)
     ch_acc, ch_n = _figures(summary, challenger, "challenger")
