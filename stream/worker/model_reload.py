@@ -127,6 +127,7 @@ class ModelReloader:
         # The artifact folder each role serves from: kept when the cache is pruned (a challenger
         # of a fixed version is no longer watched once loaded, but its folder stays in use).
         self.serving_paths: dict[Role, Path] = {}
+        self.loading: set[Path] = set()  # folders a check is downloading or building from now
 
     def watch(self, role: Role, uri: str, path: Path | None) -> Watched:
         w = Watched(role, uri, path)
@@ -144,7 +145,9 @@ class ModelReloader:
         (a worker with other settings sharing the cache) is re-downloaded by it if it needs it.
         """
         folder = self.settings.model.cache_dir / name
-        keep = {p.resolve() for p in self.serving_paths.values()}
+        # The other role's check may be loading a version right now (the challenger's first load
+        # runs beside the champion's timer): its folder is not serving yet but is in use.
+        keep = {p.resolve() for p in (*self.serving_paths.values(), *self.loading)}
         if not folder.is_dir():
             return []
         deleted = []
@@ -199,6 +202,7 @@ class ModelReloader:
         if key in w.refused or (w.path is not None and w.path.resolve() == target.resolve()):
             return False
         logger.info("new model version to load", extra={"role": w.role, "uri": w.uri, "version": version})
+        self.loading.add(target)
         try:
             predictor = await self._load(f"models:/{name}/{version}", tracking, cache_dir)
         except (RegistryUnreachable, OSError) as exc:
@@ -223,6 +227,8 @@ class ModelReloader:
                 },
             )
             return False
+        finally:
+            self.loading.discard(target)  # built (or given up): its files are not read any more
         loaded = predictor.model_info
         load_s = time.perf_counter() - started
         await self.offer(w.role, predictor)

@@ -180,9 +180,12 @@ async def test_a_swap_deletes_the_cached_versions_no_role_serves(
     serving = ServingState(load_predictor(settings, champion), load_predictor(settings, challenger))
     reloader = ModelReloader(settings, serving, WorkerMetrics(), pool)
     reloader.serving_paths["challenger"] = challenger
+    busy = cache / NAME / "8-loading"  # the other role's check is building from it right now
+    busy.mkdir()
+    reloader.loading.add(busy)
     watched = reloader.watch("champion", CHAMPION, champion)
     move_alias(registry, "champion", "3")
     assert await reloader.check(watched) is True
     assert watched.path is not None and watched.path.parent == cache / NAME
-    assert {p.name for p in (cache / NAME).iterdir()} == {watched.path.name, challenger.name}
+    assert {p.name for p in (cache / NAME).iterdir()} == {watched.path.name, challenger.name, busy.name}
     assert serving.champion.predictor.model_info.version == "1"  # version 3 is v1's files again
