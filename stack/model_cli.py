@@ -14,8 +14,9 @@ guarded promotion then refuses it for too few labels.)
 Which figures: the monitor's side-by-side view (``models`` in its summary, the
 ``pawstream_monitor_model_*`` gauges with ``role`` and ``version``). The challenger is judged by
 its shadow figures (role ``challenger``: scored on the same live images as the champion), the
-champion by its served ones (role ``champion``); these cover different images and spans (see
-:func:`guard_refusal`). A version without figures in that role falls
+champion by its served ones (role ``champion``); these cover different images and spans, so the
+paired figures (the same labelled images predicted by both) come first when there are enough
+(see :func:`guard_refusal`). A version without figures in that role falls
 back to the other role's, then to the champion-only ``model_version`` figures an older monitor
 exports, so a version that already served, or a monitor without the view, still counts.
 """
@@ -183,12 +184,33 @@ def _figures(summary: dict[str, Any], version: str, role: str) -> tuple[float | 
 def guard_refusal(metrics_text: str, challenger: str, champion: str, options: GuardOptions) -> str | None:
     """Why promoting ``challenger`` over ``champion`` is refused, or None when it may go ahead.
 
-    Both accuracies are cumulative, but not over the same images or span: the challenger's are
-    its shadow predictions (the batches it shadowed within the budget, since the monitor started
-    or the version began shadowing, whichever is later), the champion's every labelled image it
-    served since the monitor started. Not a paired comparison; the label minimum applies to each.
+    Paired figures first: when the monitor has at least ``min_labels`` labelled images that both
+    versions predicted (``challenger`` shadowing ``champion``; stream/monitor/paired.py), their
+    accuracies on exactly those images are compared. Otherwise the cumulative figures, which do
+    not cover the same images or span: the challenger's are its shadow predictions (the batches
+    it shadowed within the budget, since the monitor started or the version began shadowing,
+    whichever is later), the champion's every labelled image it served since the monitor
+    started; the label minimum applies to each.
     """
     summary = summary_from_metrics(metrics_text)
+    paired = next(
+        (
+            p
+            for p in summary.get("pairs", [])
+            if (p["champion_version"], p["challenger_version"]) == (champion, challenger)
+        ),
+        None,
+    )
+    if paired is not None and paired["labelled"] >= options.min_labels:
+        # The same labelled images, scored by both: the comparison the guard is for.
+        n = int(paired["labelled"])
+        ch_acc, cur_acc = paired["challenger_correct"] / n, paired["champion_correct"] / n
+        if ch_acc < cur_acc - options.margin:
+            return (
+                f"version {challenger} feedback accuracy {ch_acc:.4f} is below champion version "
+                f"{champion}'s {cur_acc:.4f} on the same {n} labelled images by more than {options.margin:g}"
+            )
+        return None
     ch_acc, ch_n = _figures(summary, challenger, "challenger")
     cur_acc, cur_n = _figures(summary, champion, "champion")
     for who, version, n in (("challenger", challenger, ch_n), ("champion", champion, cur_n)):

@@ -247,3 +247,33 @@ def test_promote_refuses_a_version_that_does_not_load_unless_forced(
     code, out, _ = _run("model", "promote", "3", "--force")
     assert (code, out) == (0, f"{NAME}@champion: 1 -> 3\n")
     assert _champion(registry) == "3"
+
+
+def _paired(monitor: Monitor, labelled: int, champion_correct: int, challenger_correct: int) -> None:
+    pair = {"champion_version": "1", "challenger_version": "2"}
+    metrics = monitor.metrics
+    metrics.paired_labels.labels(**pair).inc(labelled)
+    metrics.paired_correct.labels(**pair, role="champion").inc(champion_correct)
+    metrics.paired_correct.labels(**pair, role="challenger").inc(challenger_correct)
+
+
+def test_guarded_promote_compares_paired_figures_when_there_are_enough(
+    registry: TrainingSettings, monitor: Monitor
+) -> None:
+    """On the same labelled images version 2 is worse, though its shadow figure over other
+    images (a kinder span) says it is better: the paired figures decide."""
+    guarded = ("model", "promote", "2", "--guarded", "--monitor", monitor.url, "--min-labels", "50")
+    _side_by_side(monitor, "champion", "1", labelled=400, accuracy=0.80)
+    _side_by_side(monitor, "challenger", "2", labelled=300, accuracy=0.95)
+    _paired(monitor, labelled=40, champion_correct=38, challenger_correct=30)
+    code, out, _ = _run(*guarded, "--margin", "0.05")  # 40 pairs: too few, the cumulative figures
+    assert (code, out) == (0, f"{NAME}@champion: 1 -> 2\n")
+    move_alias(registry, "champion", "1")
+    _paired(monitor, labelled=60, champion_correct=57, challenger_correct=48)  # 100 pairs now
+    code, out, err = _run(*guarded, "--margin", "0.05")
+    assert code == 1 and out == ""
+    assert err.startswith(
+        "refused: version 2 feedback accuracy 0.7800 is below champion version 1's 0.9500 "
+        "on the same 100 labelled images"
+    )
+    assert _champion(registry) == "1"
