@@ -87,8 +87,16 @@ def summary_from_metrics(text: str) -> dict[str, Any]:
     floor, min_labels = math.nan, 1.0
     lag: dict[str, float] = {}
     models: dict[tuple[str, str], dict[str, Any]] = {}
+    pairs: dict[tuple[str, str], dict[str, Any]] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
+            if s.name in _PAIRED:
+                key = (s.labels["champion_version"], s.labels["challenger_version"])
+                pair = pairs.setdefault(key, _pair_entry(*key))
+                field = "labelled" if s.name == _PAIRED[0] else f"{s.labels.get('role')}_correct"
+                if field in pair:
+                    pair[field] = int(s.value)
+                continue
             v = s.labels.get("model_version")
             role, version = s.labels.get("role"), s.labels.get("version")
             if s.name in _MODEL or s.name in _MODEL_DRIFT:
@@ -126,8 +134,23 @@ def summary_from_metrics(text: str) -> dict[str, Any]:
         "accuracy_floor": _clean(floor),
         "versions": dict(versions),
         "models": [models[k] for k in sorted(models, key=lambda k: (_ROLE_ORDER.get(k[0], 2), k))],
+        # Paired figures: labelled ids both roles predicted, per (champion, challenger) versions.
+        "pairs": [pairs[k] for k in sorted(pairs)],
         "alerts": alerts,
         "consumer_lag": lag,
+    }
+
+
+_PAIRED = ("pawstream_monitor_paired_labels_total", "pawstream_monitor_paired_correct_total")
+
+
+def _pair_entry(champion: str, challenger: str) -> dict[str, Any]:
+    return {
+        "champion_version": champion,
+        "challenger_version": challenger,
+        "labelled": 0,
+        "champion_correct": 0,
+        "challenger_correct": 0,
     }
 
 

@@ -259,6 +259,15 @@ class WorkerSettings(BaseModel):
         "over it is not shadowed (0.5: the model thread keeps 1/1.5 of its unshadowed rate; 0: no shadow).",
     )
 
+    @field_validator("challenger", mode="before")
+    @classmethod
+    def _empty_challenger_is_none(cls, uri: Any) -> Any:
+        # compose passes PAWSTREAM_WORKER__CHALLENGER= through when .env leaves it empty (its
+        # documented "no challenger"): empty or blank means none, not a malformed URI.
+        if isinstance(uri, str) and not uri.strip():
+            return None
+        return uri
+
     @field_validator("challenger")
     @classmethod
     def _challenger_uri_form(cls, uri: str | None) -> str | None:

@@ -481,11 +481,17 @@ def model_promote(
         str | None, typer.Option(help="The monitor's /metrics URL (default: settings api.monitoring_url).")
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="With --guarded: promote even with too few labels.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Promote without first checking that VERSION downloads, loads and warms up (and, "
+            "with --guarded, even with too few labels).",
+        ),
     ] = False,
 ) -> None:
     """Move an alias to VERSION and print from -> to; exits 1 with one line when refused.
 
+    VERSION is first downloaded, loaded and warmed up as a worker would (refused if that fails).
     --guarded compares cumulative feedback accuracy per version from the monitor; an alias no
     version holds yet has nothing to compare against and is set.
     """
@@ -500,7 +506,7 @@ def model_promote(
             monitor_url=monitor or monitor_url(settings),
             force=force,
         )
-    raise typer.Exit(run_model_promote(settings, version, alias=alias, guard=guard))
+    raise typer.Exit(run_model_promote(settings, version, alias=alias, guard=guard, check_load=not force))
 
 
 labels_app = typer.Typer(no_args_is_help=True, help="Feedback labels as training data.")

@@ -14,7 +14,9 @@ guarded promotion then refuses it for too few labels.)
 Which figures: the monitor's side-by-side view (``models`` in its summary, the
 ``pawstream_monitor_model_*`` gauges with ``role`` and ``version``). The challenger is judged by
 its shadow figures (role ``challenger``: scored on the same live images as the champion), the
-champion by its served ones (role ``champion``). A version without figures in that role falls
+champion by its served ones (role ``champion``); these cover different images and spans, so the
+paired figures (the same labelled images predicted by both) come first when there are enough
+(see :func:`guard_refusal`). A version without figures in that role falls
 back to the other role's, then to the champion-only ``model_version`` figures an older monitor
 exports, so a version that already served, or a monitor without the view, still counts.
 """
@@ -182,10 +184,33 @@ def _figures(summary: dict[str, Any], version: str, role: str) -> tuple[float | 
 def guard_refusal(metrics_text: str, challenger: str, champion: str, options: GuardOptions) -> str | None:
     """Why promoting ``challenger`` over ``champion`` is refused, or None when it may go ahead.
 
-    Both accuracies are cumulative (every labelled pair since the monitor started): the same
-    span for both, and the counts the label minimum applies to.
+    Paired figures first: when the monitor has at least ``min_labels`` labelled images that both
+    versions predicted (``challenger`` shadowing ``champion``; stream/monitor/paired.py), their
+    accuracies on exactly those images are compared. Otherwise the cumulative figures, which do
+    not cover the same images or span: the challenger's are its shadow predictions (the batches
+    it shadowed within the budget, since the monitor started or the version began shadowing,
+    whichever is later), the champion's every labelled image it served since the monitor
+    started; the label minimum applies to each.
     """
     summary = summary_from_metrics(metrics_text)
+    paired = next(
+        (
+            p
+            for p in summary.get("pairs", [])
+            if (p["champion_version"], p["challenger_version"]) == (champion, challenger)
+        ),
+        None,
+    )
+    if paired is not None and paired["labelled"] >= options.min_labels:
+        # The same labelled images, scored by both: the comparison the guard is for.
+        n = int(paired["labelled"])
+        ch_acc, cur_acc = paired["challenger_correct"] / n, paired["champion_correct"] / n
+        if ch_acc < cur_acc - options.margin:
+            return (
+                f"version {challenger} feedback accuracy {ch_acc:.4f} is below champion version "
+                f"{champion}'s {cur_acc:.4f} on the same {n} labelled images by more than {options.margin:g}"
+            )
+        return None
     ch_acc, ch_n = _figures(summary, challenger, "challenger")
     cur_acc, cur_n = _figures(summary, champion, "champion")
     for who, version, n in (("challenger", challenger, ch_n), ("champion", champion, cur_n)):
@@ -211,8 +236,45 @@ def _read_monitor(url: str) -> str:
     return response.text
 
 
-def run_model_promote(settings: Settings, version: str, *, alias: str, guard: GuardOptions | None) -> int:
-    """Move ``alias`` to ``version``; prints ``alias: from -> to``. 1 with one line when refused."""
+def load_refusal(settings: Settings, version: str) -> str | None:
+    """Why ``version`` cannot serve (download, artifact, load or warm-up failed), or None.
+
+    What a worker does with a version its alias names, with the worker's own settings (runtime,
+    thread count, limits): a version that fails here would be refused by running workers and
+    crash-loop any worker that starts with it. Downloaded to a temporary folder, removed after.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from pawstream.vision.registry import RegistryError, RegistryUnreachable, download_registered
+    from stream.worker.model_reload import load_predictor
+
+    training = settings.training
+    uri = f"models:/{training.registered_model}/{version}"
+    with tempfile.TemporaryDirectory(prefix="pawstream-promote-") as tmp:
+        try:
+            path = download_registered(uri, training.mlflow_tracking_uri, Path(tmp))
+        except RegistryUnreachable as exc:
+            return f"version {version} could not be downloaded to check that it loads ({exc})"
+        except RegistryError as exc:
+            return f"version {version} is not a serving artifact ({exc})"
+        try:
+            predictor = load_predictor(settings, path)
+        except Exception as exc:  # whatever the worker would die of
+            return f"version {version} does not load and warm up: {type(exc).__name__}: {_one_line(exc)}"
+        logger.info("version loads", extra={"version": version, "model": predictor.model_info.version})
+        del predictor
+    return None
+
+
+def run_model_promote(
+    settings: Settings, version: str, *, alias: str, guard: GuardOptions | None, check_load: bool = True
+) -> int:
+    """Move ``alias`` to ``version``; prints ``alias: from -> to``. 1 with one line when refused.
+
+    Unless ``check_load`` is False (--force), the version is first downloaded, loaded and warmed
+    up as a worker would (:func:`load_refusal`), and refused when that fails.
+    """
     from mlflow.exceptions import MlflowException
 
     training = settings.training
@@ -249,6 +311,11 @@ def run_model_promote(settings: Settings, version: str, *, alias: str, guard: Gu
         reason = guard_refusal(text, to, current, guard)
         if reason is not None:
             sys.stderr.write(f"refused: {reason}\n")
+            return 1
+    if check_load:
+        reason = load_refusal(settings, to)
+        if reason is not None:
+            sys.stderr.write(f"refused: {reason}; workers would refuse it too; --force promotes anyway\n")
             return 1
     client.set_registered_model_alias(name, alias, to)
     logger.info("alias moved", extra={"model": name, "alias": alias, "from": current, "to": to})

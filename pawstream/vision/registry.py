@@ -11,6 +11,8 @@ next start (compose restarts the services; ``docker compose restart worker api m
 MLflow's HTTP client retries an unreachable server with backoff (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``,
 about four minutes by default) before it gives up, which covers a server that is still starting.
 Failures raise :class:`RegistryError` with a one-line message; the entry points exit non-zero.
+:class:`RegistryUnreachable` (a subclass) says the failure was the registry's or the artifact
+store's availability, not the version's: the hot reload asks again at its next poll.
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ logger = logging.getLogger(__name__)
 
 class RegistryError(PawstreamError, RuntimeError):
     """The registered model cannot be resolved or downloaded."""
+
+
+class RegistryNotFound(RegistryError):
+    """The registry answered: the model, alias or version the URI names does not exist."""
+
+
+class RegistryUnreachable(RegistryError):
+    """The registry or its artifact store did not answer (network, server restarting, I/O): transient.
+
+    Asking again later may well succeed, unlike a version that does not exist or whose artifact
+    is not a serving artifact (plain :class:`RegistryError`).
+    """
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
@@ -63,8 +77,16 @@ def registered_version(uri: str, tracking_uri: str) -> tuple[str, str, str | Non
         code = getattr(exc, "error_code", "")
         if code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
             hint = "register one (train with MLflow at that server) or set PAWSTREAM_MODEL__SOURCE=path"
-            raise RegistryError(f"{uri} does not exist at {tracking_uri}: {_one_line(exc)}; {hint}") from exc
-        raise RegistryError(f"model registry at {tracking_uri} is unreachable: {_one_line(exc)}") from exc
+            raise RegistryNotFound(
+                f"{uri} does not exist at {tracking_uri}: {_one_line(exc)}; {hint}"
+            ) from exc
+        raise RegistryUnreachable(
+            f"model registry at {tracking_uri} is unreachable: {_one_line(exc)}"
+        ) from exc
+    except OSError as exc:  # requests' connection errors are OSErrors; so is an unreadable SQLite file
+        raise RegistryUnreachable(
+            f"model registry at {tracking_uri} is unreachable: {_one_line(exc)}"
+        ) from exc
     return name, str(found.version), found.run_id
 
 
@@ -84,21 +106,39 @@ def download_registered(uri: str, tracking_uri: str, cache_dir: Path) -> Path:
     # Download beside the target and rename: a crash mid-download never leaves a half artifact there.
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-{version}-", dir=cache_dir))
     try:
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=str(staging), tracking_uri=tracking_uri
-        )
-        read_meta(staging)  # the version's source must be a serving artifact
+        try:
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=str(staging), tracking_uri=tracking_uri
+            )
+        except (MlflowException, OSError) as exc:
+            # The artifact store did not deliver (connection refused, server restarting, I/O error):
+            # nothing is known about the version itself, so this is not a reason to give up on it.
+            raise RegistryUnreachable(
+                f"cannot download {name} version {version} from {tracking_uri}: {_one_line(exc)}"
+            ) from exc
+        if not any(staging.iterdir()):
+            # MLflow returns an empty folder, without an error, when the store holds nothing at the
+            # source (a file store not mounted, a bucket being restored): the store's state, not
+            # the version's; an artifact with the wrong files is caught just below.
+            raise RegistryUnreachable(
+                f"cannot download {name} version {version} from {tracking_uri}: the artifact store "
+                "returned no files"
+            )
+        try:
+            read_meta(staging)  # the version's source must be a serving artifact
+        except (OSError, ValueError) as exc:
+            raise RegistryError(
+                f"{name} version {version} at {tracking_uri} is not a serving artifact: {_one_line(exc)}"
+            ) from exc
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             staging.rename(target)
-        except OSError:
+        except OSError as exc:
             # Another process (a second worker) filled the cache first: its copy is the same version.
             if not (target / META_FILE).is_file():
-                raise
-    except (MlflowException, OSError, ValueError) as exc:
-        raise RegistryError(
-            f"cannot download {name} version {version} from {tracking_uri}: {_one_line(exc)}"
-        ) from exc
+                raise RegistryUnreachable(
+                    f"cannot store {name} version {version} in {target}: {exc}"
+                ) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("registered model downloaded", extra={"model": name, "version": version, "path": str(target)})

@@ -30,6 +30,7 @@ from stream.monitor.drift import DriftMonitor, DriftResult
 from stream.monitor.join import Entry, FeedbackFacts, Join, Match, Outcome, PredictionFacts, Removed
 from stream.monitor.model_view import ModelView, Role
 from stream.monitor.monitor_metrics import MonitorMetrics
+from stream.monitor.paired import PairedTally
 from stream.monitor.reference import ReferenceProfile
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Monitor:
         self.last_windows: dict[str, ClosedWindow] = {}
         self.last_conclusive: dict[str, ClosedWindow] = {}  # last window with enough labels to judge
         self.last_drift: dict[tuple[str, str], DriftResult] = {}
+        self.paired = PairedTally(settings.join_max_entries)
         self.last_shadow_windows: dict[str, ClosedWindow] = {}
         self.last_shadow_drift: dict[tuple[str, str], DriftResult] = {}
         self.view = ModelView(self.metrics, settings.model_series_max)
@@ -209,13 +211,26 @@ class Monitor:
             m.recall.labels(version, label).set(totals.confusion.recall(label))
         self._update_coverage(version)
         self._model_figures(Role.CHAMPION, version)
+        self._pair(Role.CHAMPION, match)
         # A newer event time may close earlier windows.
         return self._windows(self.accuracy.close())
 
     def _shadow_matched(self, match: Match) -> None:
         self.shadow_accuracy.add(match)  # a late pair counts cumulatively only, as the champion's
         self._model_figures(Role.CHALLENGER, match.prediction.version)
+        self._pair(Role.CHALLENGER, match)
         self._shadow_windows(self.shadow_accuracy.close())
+
+    def _pair(self, role: Role, match: Match) -> None:
+        paired = self.paired.add(role, match)
+        if paired is None:
+            return
+        versions = (paired.champion_version, paired.challenger_version)
+        self.metrics.paired_labels.labels(*versions).inc()
+        if paired.champion_correct:
+            self.metrics.paired_correct.labels(*versions, Role.CHAMPION.value).inc()
+        if paired.challenger_correct:
+            self.metrics.paired_correct.labels(*versions, Role.CHALLENGER.value).inc()
 
     def _shadow_windows(self, closed: list[ClosedWindow]) -> None:
         for w in closed:

@@ -160,6 +160,21 @@ class MonitorMetrics:
             registry=r,
         )
 
+        # Paired figures (stream/monitor/paired.py): the same labelled images scored by both roles.
+        pair = ["champion_version", "challenger_version"]
+        self.paired_labels = Counter(
+            "pawstream_monitor_paired_labels",
+            "Labelled ids predicted by both the champion and the challenger, per version pair.",
+            pair,
+            registry=r,
+        )
+        self.paired_correct = Counter(
+            "pawstream_monitor_paired_correct",
+            "Of the paired labelled ids, the ones each role (champion, challenger) got right.",
+            [*pair, "role"],
+            registry=r,
+        )
+
     def model_gauges(self) -> list[Gauge]:
         """The (role, version) gauges without a further label."""
         return [

@@ -109,7 +109,19 @@ class BatchProcessor:
 
     @property
     def challenger(self) -> Predictor | None:
-        return self.serving.challenger.predictor if self.serving.challenger is not None else None
+        """The challenger to shadow with; None when there is none or it is the champion's model.
+
+        After a promote moves @champion to the challenger's version, the worker serves that
+        version in both roles until @challenger moves: shadowing would score every batch twice
+        with the same weights, spend the budget and report a figure that is the champion's own.
+        """
+        served = self.serving.challenger
+        if served is None:
+            return None
+        challenger, champion = served.predictor.model_info, self.predictor.model_info
+        if (challenger.version, challenger.run_id) == (champion.version, champion.run_id):
+            return None
+        return served.predictor
 
     async def process(self, records: list[Record]) -> BatchResult:
         self.serving.begin_batch()  # a model offered by a reload starts serving here, never mid-batch

@@ -67,7 +67,8 @@ class WorkerMetrics:
         )
         self.model_refused = Counter(
             "pawstream_worker_model_refused",
-            "Registered versions a reload refused (download, load or warmup failed), by version and stage.",
+            "Registered versions a reload refused (download: not a serving artifact; load or warmup "
+            "failed), by version and stage. An unreachable registry is retried, not refused.",
             ["role", "version", "stage"],
             registry=r,
         )

@@ -1,4 +1,4 @@
-"""Settings renamed so each batch says what it bounds: the old environment variables still work."""
+"""Settings from the environment: renamed ones (the old variables still work), empty values."""
 
 from __future__ import annotations
 
@@ -74,3 +74,20 @@ def test_every_renamed_field_exists_under_its_new_name_only() -> None:
         fields = type(getattr(s, section)).model_fields
         for old, new in renames.items():
             assert new in fields and old not in fields
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_challenger_variable_means_no_challenger(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # As compose passes it when .env.example's PAWSTREAM_WORKER__CHALLENGER= is left empty.
+    monkeypatch.setenv("PAWSTREAM_WORKER__CHALLENGER", value)
+    settings = Settings()
+    assert settings.worker.challenger is None
+    assert to_env(settings).get("PAWSTREAM_WORKER__CHALLENGER", "") == ""
+
+
+def test_a_malformed_challenger_is_still_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAWSTREAM_WORKER__CHALLENGER", "runs:/abc/model")
+    with pytest.raises(ValueError, match="models:/NAME@ALIAS"):
+        Settings()

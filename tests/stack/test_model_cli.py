@@ -24,6 +24,7 @@ from pawstream.settings import TrainingSettings
 from stack.cli import app
 from stream.monitor.monitor_metrics import MonitorMetrics
 from tests.support.artifacts import make_artifact
+from tests.support.lifecycle import corrupt_copy, move_alias
 from tests.support.registry import NAME, register_version, training_settings
 
 
@@ -228,4 +229,51 @@ def test_guarded_promote_without_a_monitor_is_refused(registry: TrainingSettings
         url = f"http://127.0.0.1:{s.getsockname()[1]}/metrics"
     code, _, err = _run("model", "promote", "2", "--guarded", "--monitor", url)
     assert code == 1 and err.startswith(f"refused: the monitor's metrics at {url} could not be read")
+    assert _champion(registry) == "1"
+
+
+def test_promote_refuses_a_version_that_does_not_load_unless_forced(
+    registry: TrainingSettings, artifacts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # What running workers would refuse, and a worker starting with it would die of.
+    broken = corrupt_copy(artifacts[0], tmp_path / "corrupt")
+    assert register_version(registry, broken, accuracy=0.93) == "3"  # its metrics look fine
+    move_alias(registry, "champion", "1")
+    code, out, err = _run("model", "promote", "3")
+    assert code == 1 and out == ""
+    last = err.splitlines()[-1]  # after MLflow's download progress
+    assert last.startswith("refused: version 3 does not load and warm up: ") and "--force" in last
+    assert _champion(registry) == "1"
+    code, out, _ = _run("model", "promote", "3", "--force")
+    assert (code, out) == (0, f"{NAME}@champion: 1 -> 3\n")
+    assert _champion(registry) == "3"
+
+
+def _paired(monitor: Monitor, labelled: int, champion_correct: int, challenger_correct: int) -> None:
+    pair = {"champion_version": "1", "challenger_version": "2"}
+    metrics = monitor.metrics
+    metrics.paired_labels.labels(**pair).inc(labelled)
+    metrics.paired_correct.labels(**pair, role="champion").inc(champion_correct)
+    metrics.paired_correct.labels(**pair, role="challenger").inc(challenger_correct)
+
+
+def test_guarded_promote_compares_paired_figures_when_there_are_enough(
+    registry: TrainingSettings, monitor: Monitor
+) -> None:
+    """On the same labelled images version 2 is worse, though its shadow figure over other
+    images (a kinder span) says it is better: the paired figures decide."""
+    guarded = ("model", "promote", "2", "--guarded", "--monitor", monitor.url, "--min-labels", "50")
+    _side_by_side(monitor, "champion", "1", labelled=400, accuracy=0.80)
+    _side_by_side(monitor, "challenger", "2", labelled=300, accuracy=0.95)
+    _paired(monitor, labelled=40, champion_correct=38, challenger_correct=30)
+    code, out, _ = _run(*guarded, "--margin", "0.05")  # 40 pairs: too few, the cumulative figures
+    assert (code, out) == (0, f"{NAME}@champion: 1 -> 2\n")
+    move_alias(registry, "champion", "1")
+    _paired(monitor, labelled=60, champion_correct=57, challenger_correct=48)  # 100 pairs now
+    code, out, err = _run(*guarded, "--margin", "0.05")
+    assert code == 1 and out == ""
+    assert err.startswith(
+        "refused: version 2 feedback accuracy 0.7800 is below champion version 1's 0.9500 "
+        "on the same 100 labelled images"
+    )
     assert _champion(registry) == "1"

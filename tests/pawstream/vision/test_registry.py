@@ -15,7 +15,7 @@ import pytest
 from pawstream.settings import ModelSettings, Settings, TrainingSettings
 from pawstream.vision.artifact import PROFILE_FILE, read_meta
 from pawstream.vision.predictor import Predictor
-from pawstream.vision.registry import RegistryError, resolve_model
+from pawstream.vision.registry import RegistryError, RegistryUnreachable, resolve_model
 from stream.worker.main import run_worker
 from tests.support.artifacts import make_artifact
 from tests.support.images import jpeg_bytes
@@ -107,7 +107,7 @@ def test_an_unreachable_server_is_one_clear_line(tmp_path: Path, monkeypatch: py
         port = s.getsockname()[1]
     training = TrainingSettings(mlflow_tracking_uri=f"http://127.0.0.1:{port}")
     with pytest.raises(
-        RegistryError, match=f"model registry at http://127.0.0.1:{port} is unreachable"
+        RegistryUnreachable, match=f"model registry at http://127.0.0.1:{port} is unreachable"
     ) as info:
         resolve_model(_settings(tmp_path, training))
     assert "\n" not in str(info.value)

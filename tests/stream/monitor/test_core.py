@@ -7,8 +7,10 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from prometheus_client import generate_latest
 from threadpoolctl import threadpool_limits
 
+from api.monitor_provider import summary_from_metrics
 from pawstream.settings import MonitoringSettings
 from stream.monitor.calibration import Calibration
 from stream.monitor.core import Monitor
@@ -402,3 +404,30 @@ def test_the_challenger_is_drift_tested_apart_and_emits_no_events() -> None:
     by_role = {m["role"]: m for m in mon.summary()["models"]}
     assert set(by_role["challenger"]["drift"]) == {"class_mix_psi", "confidence_ks"}
     assert by_role["challenger"]["drift"]["class_mix_psi"]["drift"] is True
+
+
+def test_paired_figures_count_the_ids_both_roles_predicted_whatever_the_order() -> None:
+    mon = Monitor(settings(), profile=None)
+    for i in range(20):
+        t = T0 + i * 0.1
+        champion = synth.prediction(f"id{i}", "cat", t, confidence=0.9)  # always right
+        challenger = synth.prediction(f"id{i}", "cat" if i % 4 else "dog", t, version="v2", confidence=0.8)
+        label = synth.feedback(f"id{i}", "cat", t + 0.05)
+        for step in ["fcs", "cfs", "scf", "csf"][i % 4]:
+            if step == "f":
+                mon.on_feedback(label, now=t)
+            elif step == "c":
+                mon.on_prediction(champion, now=t)
+            else:
+                mon.on_shadow_prediction(challenger, now=t)
+    # Not shadowed (over the budget): in the champion's figures, not in the paired ones.
+    for i in range(20, 30):
+        mon.on_prediction(synth.prediction(f"id{i}", "cat", T0 + 3), now=T0 + 3)
+        mon.on_feedback(synth.feedback(f"id{i}", "cat", T0 + 3), now=T0 + 3)
+    pair = {"champion_version": "v1", "challenger_version": "v2"}
+    assert _sample(mon, "pawstream_monitor_paired_labels_total", **pair) == 20
+    assert _sample(mon, "pawstream_monitor_paired_correct_total", **pair, role="champion") == 20
+    assert _sample(mon, "pawstream_monitor_paired_correct_total", **pair, role="challenger") == 15
+    assert len(mon.paired) == 10  # the unshadowed ids' champion halves, bounded by join_max_entries
+    summary = summary_from_metrics(generate_latest(mon.metrics.registry).decode())
+    assert summary["pairs"] == [{**pair, "labelled": 20, "champion_correct": 20, "challenger_correct": 15}]

@@ -92,12 +92,13 @@ async def test_an_alias_move_swaps_the_model_between_batches(
             )
             assert worker.alive(), worker.log_tail()
         swapped = _log(worker, "model swapped")
+        # Faust logs this at every assignment: the first one, then one per rebalance.
+        assignments = len(_log(worker, "Executing _on_partitions_assigned"))
 
     events = [PredictionEvent.model_validate(r) for r in preds.records if r["id"] != "warm-up"]
     counts = Counter(e.id for e in events)
     duplicates = sum(n - 1 for n in counts.values())
-    assert set(counts) == set(ids)
-    assert duplicates == 0  # one worker, no crash, no rebalance: at-least-once has no reason to repeat
+    assert set(counts) == set(ids)  # none lost
     ordered = sorted(events, key=lambda e: e.emitted_at)
     first_v2 = next(i for i, e in enumerate(ordered) if e.model.version == "2")
     assert ordered[0].model.version == "1"
@@ -120,14 +121,21 @@ async def test_an_alias_move_swaps_the_model_between_batches(
         "swap_wait_s": swapped[0]["swap_s"],
         "max_batch_s": round(batch_s, 3),
         "duplicates": duplicates,
+        "assignments": assignments,
         "v1": sum(e.model.version == "1" for e in events),
         "v2": sum(e.model.version == "2" for e in events),
     }
+    figures["query_s"] = swapped[0]["query_s"]
     logger.info("hot reload figures %s", figures)
-    # The poll's wait, the load, the batch in progress when it was offered (swap_s), the first v2
-    # batch; 1 s for a loaded machine's scheduling (the timer's own drift among it).
-    swap_s = float(swapped[0]["swap_s"])
-    assert 0 < switch_s <= POLL_S + load_s + swap_s + batch_s + 1.0, figures
+    # At-least-once repeats only what a rebalance hands over uncommitted (one worker, no crash):
+    # duplicates are counted above and allowed only when the log shows a rebalance.
+    assert assignments >= 1, figures  # the log line is there: a rebalance would show as a second
+    assert duplicates == 0 or assignments > 1, figures
+    # A poll that began just before the move may still return version 1 (it took query_s); the
+    # next one starts a POLL_S after it, maybe a POLL_S late on a loaded machine; then the load,
+    # the batch in progress when it was offered (swap_s), the first v2 batch; 1 s for scheduling.
+    swap_s, query_s = float(swapped[0]["swap_s"]), float(swapped[0]["query_s"])
+    assert 0 < switch_s <= 2 * POLL_S + query_s + load_s + swap_s + batch_s + 1.0, figures
     beats_v2 = [ModelHeartbeat.model_validate(b) for b in beats.records if b.get("version") == "2"]
     assert beats_v2[0].loaded_at.timestamp() >= moved["at"]
 

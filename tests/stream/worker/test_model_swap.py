@@ -160,3 +160,21 @@ async def test_a_zero_budget_shadows_nothing(versions: tuple[Path, Path]) -> Non
         metrics.registry.get_sample_value("pawstream_worker_shadow_batches_total", {"outcome": "skipped"})
         == 1
     )
+
+
+async def test_a_challenger_that_is_the_champions_model_is_not_shadowed(versions: tuple[Path, Path]) -> None:
+    # Right after a promote moved @champion to the challenger's version: the same model twice.
+    settings = Settings(log_json=False, worker=WorkerSettings(shadow_budget=1000, metrics_port=0))
+    metrics = WorkerMetrics()
+    serving = ServingState(_load(versions[0]), _load(versions[0]))
+    with ThreadPoolExecutor(2) as decode, ThreadPoolExecutor(1) as model:
+        processor = _processor(settings, serving, metrics, [decode, model])
+        same = await asyncio.wait_for(processor.process(_records(0, 4)), 60)
+        await serving.offer("challenger", _load(versions[1]))  # @challenger moves on: shadowed again
+        other = await asyncio.wait_for(processor.process(_records(4, 4)), 60)
+    assert len(same.predictions) == 4 and not same.shadow
+    assert [p.model.version for p in other.shadow] == ["2"] * 4
+    assert (
+        metrics.registry.get_sample_value("pawstream_worker_shadow_batches_total", {"outcome": "shadowed"})
+        == 1
+    )
