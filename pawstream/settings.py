@@ -472,6 +472,12 @@ class TrainingSettings(BaseModel):
         description="Alias the export stage gives a new version: champion (only at evaluate.min_accuracy) "
         "or challenger (always, and champion never moves: what `pawstream retrain` uses).",
     )
+    export_dir: Path | None = Field(
+        None,
+        description="Where the export stage writes the new artifact; unset: the served folder "
+        "models/pawstream-classifier. `pawstream retrain` sets it (models/challenger) so a retrain "
+        "never replaces the artifact that model.source=path serves.",
+    )
 
 
 class ServicesSettings(BaseModel):
