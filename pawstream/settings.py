@@ -529,7 +529,8 @@ class UiSettings(BaseModel):
     retrain: bool = Field(
         False,
         description="Let the page start `pawstream retrain` (export, dvc repro, @challenger) on the API's "
-        "host; off by default. Needs an API key when keys are on.",
+        "host; off by default. Refused (403) unless api.api_key is set: without keys anyone could "
+        "start a long CPU-heavy job.",
     )
     retrain_repo: Path = Field(Path("."), description="The DVC repo (params.yaml, dvc.yaml) retrain runs in.")
     retrain_log_lines: int = Field(200, ge=10, description="Lines of the retrain job's output kept to show.")

@@ -102,6 +102,14 @@ def ui_router() -> APIRouter:
     async def retrain(api: StateDep, settings: SettingsDep) -> JSONResponse:
         if not settings.ui.retrain:
             raise ApiError(403, "retrain_disabled", "retraining from the page is off (ui.retrain)")
+        if settings.api.api_key is None:
+            # Without keys anyone who reaches the API could start a long CPU-heavy job: deny first.
+            raise ApiError(
+                403,
+                "retrain_needs_key",
+                "retraining from the page needs API keys on (set api.api_key); "
+                "run `pawstream retrain` on the host instead",
+            )
         try:
             api.retrain.start()
         except JobRunning as exc:
