@@ -7,8 +7,10 @@ so the same policy: schemes, roots, addresses, size and time limits) the worker 
 version at prediction comes from the predictions topic. Images whose bytes are gone (the topic's
 retention dropped them, a reference now refused or unreadable) are counted and listed.
 
-Bounded: at most ``labels.export_max`` ids (the most recently labelled win); image bytes go straight
-to disk, never held beyond one record; each topic is read for at most ``labels.read_timeout_s``.
+Bounded: at most ``labels.export_max`` ids held at any time, also while the feedback topic is read
+(an OrderedDict: a relabelled id moves to the end, the oldest is dropped; across partitions "oldest"
+is in read order); image bytes go straight to disk, never held beyond one record; each topic is read
+for at most ``labels.read_timeout_s``.
 
 Labels become folder names, so only safe ones are written: a name matching ``SAFE_LABEL`` (no
 separators, no leading dot) and, when the served artifact (model.source=path) is readable, one of
@@ -31,6 +33,7 @@ import logging
 import re
 import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,7 +81,7 @@ class ExportResult:
     out: Path
     written: dict[str, int] = field(default_factory=dict)  # label -> images
     missing: list[tuple[str, str, str]] = field(default_factory=list)  # (id, label, why)
-    dropped: int = 0  # labelled ids beyond labels.export_max (the oldest)
+    dropped: int = 0  # labelled ids dropped over labels.export_max (the oldest labelled first)
 
     @property
     def total(self) -> int:
@@ -233,7 +236,9 @@ def _install(staging: Path, out: Path, rows: list[dict[str, str]], result: Expor
 async def export_labels(settings: Settings, out: Path) -> ExportResult:
     result = ExportResult(out=out)
     timeout = settings.labels.read_timeout_s
-    labelled: dict[str, Labelled] = {}
+    cap = settings.labels.export_max
+    # Bounded while reading, not after: the newest labelled ids at the end, the oldest dropped first.
+    labelled: OrderedDict[str, Labelled] = OrderedDict()
 
     def on_feedback(value: bytes | None) -> None:
         try:
@@ -241,17 +246,15 @@ async def export_labels(settings: Settings, out: Path) -> ExportResult:
         except ValidationError:
             return  # the monitor dead-letters malformed feedback; an export only skips it
         current = labelled.get(event.id)
-        if current is None or event.created_at >= current.feedback_at:
-            labelled[event.id] = Labelled(event.id, event.label, event.source, event.created_at)
+        if current is not None and event.created_at < current.feedback_at:
+            return  # an older label read late: the newer one stays
+        labelled[event.id] = Labelled(event.id, event.label, event.source, event.created_at)
+        labelled.move_to_end(event.id)
+        if len(labelled) > cap:
+            labelled.popitem(last=False)
+            result.dropped += 1
 
     await read_topic(settings, settings.topics.feedback, on_feedback, timeout)
-    if len(labelled) > settings.labels.export_max:
-        keep = sorted(labelled.values(), key=lambda i: i.feedback_at, reverse=True)[
-            : settings.labels.export_max
-        ]
-        result.dropped = len(labelled) - len(keep)
-        labelled = {i.id: i for i in keep}
-
     known = served_labels(settings)
     for image_id, item in list(labelled.items()):  # refused before any bytes are fetched for them
         if (why := unsafe_label(item.label, known)) is not None:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from pawstream.schemas import FeedbackEvent, ImageEvent, PredictionEvent
-from pawstream.settings import Settings
+from pawstream.settings import LabelSettings, Settings, TopicSettings
+from pawstream.topics import ensure_topics
 from stack.labels_export import export_labels
 from tests.support.events import prediction
 from tests.support.images import jpeg_bytes
@@ -68,3 +69,27 @@ def test_hostile_labels_write_nothing_outside_the_export(settings: Settings, tmp
         if why is not None:
             assert missing[ids[label]]["label"] == label
             assert missing[ids[label]]["reason"].startswith(why), missing[ids[label]]
+
+
+def test_labelled_ids_are_capped_while_reading(settings: Settings, tmp_path: Path) -> None:
+    # One partition: the read order is the publish order, so which ids are the oldest is known.
+    topics = TopicSettings.named_by(f"t-{uuid.uuid4().hex[:8]}", partitions=1, output_partitions=1)
+    settings = settings.model_copy(update={"labels": LabelSettings(export_max=3), "topics": topics})
+    ids = [uuid.uuid4().hex for _ in range(5)]
+    images = [ImageEvent(id=i, data=jpeg_bytes(n, (40, 30))) for n, i in enumerate(ids)]
+    feedback = [FeedbackEvent(id=i, label="cat", source="test") for i in ids]
+    # ids[0] and ids[1] are dropped as ids[3] and ids[4] come; ids[2], relabelled last, moves to the
+    # newest end without a drop (a newer label of a kept id is not a new id).
+    relabel = FeedbackEvent(id=ids[2], label="dog", source="test")
+    asyncio.run(ensure_topics(settings))  # created with one partition (auto-creation would not be)
+    asyncio.run(_publish(settings, *images, *feedback, relabel, prediction(ids[2])))
+
+    result = asyncio.run(export_labels(settings, tmp_path / "export"))
+
+    assert result.dropped == 2 and result.written == {"cat": 2, "dog": 1}
+    with (tmp_path / "export/manifest.csv").open() as fh:
+        assert {row["id"]: row["label"] for row in csv.DictReader(fh)} == {
+            ids[2]: "dog",
+            ids[3]: "cat",
+            ids[4]: "cat",
+        }
