@@ -3,7 +3,8 @@
 The page itself is open; what it shows (/ui/state, /ui/thumbs: every client's recent images) and
 what it does (POST /v1/images, POST /v1/feedback, POST /ui/retrain) need the API key when keys
 are on: the page asks for the key once and keeps it in the browser session (sessionStorage), and
-fetches thumbnails with it too. Everything is rate-limited like /v1/* (the page backs off on 429
+fetches thumbnails with it too. POST /ui/retrain (a long CPU job) is refused outright unless keys
+are on. Everything is rate-limited like /v1/* (the page backs off on 429
 for the Retry-After it is given). Thumbnails are served by image id from the in-memory store only.
 """
 
