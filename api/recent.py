@@ -5,6 +5,10 @@ route every label it published. Bounded by ``ui.recent_max`` results (oldest out
 page gets its list, its review queue (lowest margin between the two most probable classes first:
 labelling effort goes where the model is unsure), throughput and p95 latency over the last minute,
 and the accuracy of the labels given here (a label equal to the prediction is a hit).
+
+Throughput and p95 come from their own window of (time, latency) pairs, not from the recent list:
+counted from that list they could never exceed ``recent_max`` per minute. That window is bounded
+too (``RATE_SAMPLES_MAX``, oldest out), far above what one API sees in a minute.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ import contextlib
 import json
 import math
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +28,7 @@ from api.store.base import Status, StoredResult
 from pawstream.schemas import PredictionEvent
 
 RATE_WINDOW_S = 60.0
+RATE_SAMPLES_MAX = 120_000  # 2,000 results/s over the window; ~10 MB at most
 
 
 @dataclass
@@ -87,18 +92,32 @@ def _from_stored(stored: StoredResult, now: float) -> RecentResult | None:
 
 
 class RecentActivity:
-    def __init__(self, max_items: int) -> None:
+    def __init__(
+        self,
+        max_items: int,
+        clock: Callable[[], float] = time.time,
+        rate_samples_max: int = RATE_SAMPLES_MAX,
+    ) -> None:
         self.max_items = max_items
+        self.clock = clock
         self._items: OrderedDict[str, RecentResult] = OrderedDict()
+        # (seen at, latency) of every prediction in the last RATE_WINDOW_S, for rates() only.
+        self._samples: deque[tuple[float, float | None]] = deque(maxlen=rate_samples_max)
         self.labelled = 0
         self.correct = 0
 
+    def _expire(self, now: float) -> None:
+        while self._samples and now - self._samples[0][0] > RATE_WINDOW_S:
+            self._samples.popleft()
+
     def on_results(self, results: Sequence[StoredResult]) -> None:
-        now = time.time()
+        now = self.clock()
         for stored in results:
             item = _from_stored(stored, now)
             if item is None:
                 continue
+            if item.status == "done":
+                self._samples.append((now, item.latency_s))
             old = self._items.pop(item.id, None)
             if old is not None:
                 item.feedback = old.feedback
@@ -107,6 +126,7 @@ class RecentActivity:
             self._items[item.id] = item
             while len(self._items) > self.max_items:
                 self._items.popitem(last=False)
+        self._expire(now)
 
     def on_feedback(self, image_id: str, label: str) -> None:
         item = self._items.get(image_id)
@@ -128,11 +148,10 @@ class RecentActivity:
         return sorted(todo, key=lambda i: (i.margin if i.margin is not None else 1.0, -i.seen_at))[:limit]
 
     def rates(self) -> dict[str, float | None]:
-        now = time.time()
-        window = [i for i in self._items.values() if i.status == "done" and now - i.seen_at <= RATE_WINDOW_S]
-        latencies = sorted(i.latency_s for i in window if i.latency_s is not None)
+        self._expire(self.clock())
+        latencies = sorted(lat for _, lat in self._samples if lat is not None)
         p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)] if latencies else None
-        return {"throughput_per_s": len(window) / RATE_WINDOW_S, "p95_latency_s": p95}
+        return {"throughput_per_s": len(self._samples) / RATE_WINDOW_S, "p95_latency_s": p95}
 
     def label_accuracy(self) -> dict[str, float | int | None]:
         acc = self.correct / self.labelled if self.labelled else None

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 _STEP = re.compile(r"^retrain: step (\d+)/(\d+) (.*)$")
 _STAGE = re.compile(r"Running stage '(\w+)'")
 _STOP_GRACE_S = 10.0
+_CHUNK = 64 * 1024  # the most of one output line kept as one log line
 
 
 class JobRunning(Exception):
@@ -65,26 +66,55 @@ class RetrainJob:
         self._task = asyncio.create_task(self._run(), name="retrain-job")
 
     async def _run(self) -> None:
+        proc: asyncio.subprocess.Process | None = None
         try:
-            self._proc = await asyncio.create_subprocess_exec(
+            proc = self._proc = await asyncio.create_subprocess_exec(
                 *self.command,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 env={**os.environ, "PAWSTREAM_LOG_JSON": "false"},
                 start_new_session=True,  # its dvc and stage processes go with it on stop()
             )
-            assert self._proc.stdout is not None
-            async for raw in self._proc.stdout:
-                self._line(raw.decode(errors="replace").rstrip())
-            self.exit_code = await self._proc.wait()
+            assert proc.stdout is not None
+            await self._read_lines(proc.stdout)
+            self.exit_code = await proc.wait()
         except OSError as exc:
             self._line(f"could not start retrain: {exc}")
             self.exit_code = -1
+        except Exception as exc:  # whatever went wrong reading it, the child must not be orphaned
+            logger.exception("retrain job failed", extra={"error": str(exc)})
+            self._line(f"retrain job failed: {exc}")
+            self.exit_code = -1
         finally:
+            if proc is not None and proc.returncode is None:
+                # Still running (the reading failed, or the task was cancelled): its whole group goes.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(proc.wait())
             self.state = "succeeded" if self.exit_code == 0 else "failed"
             self.finished_at = time.time()
             self._proc = None
             logger.info("retrain job finished", extra={"exit_code": self.exit_code})
+
+    async def _read_lines(self, stream: asyncio.StreamReader) -> None:
+        """Output lines in chunks: a line of any length (a progress bar redrawn with ``\r``, say)
+        is cut into pieces of at most ``_CHUNK`` bytes instead of failing the read."""
+        pending = b""
+        while chunk := await stream.read(_CHUNK):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                self._pieces(raw)
+            while len(pending) > _CHUNK:
+                self._pieces(pending[:_CHUNK])
+                pending = pending[_CHUNK:]
+        if pending:
+            self._pieces(pending)
+
+    def _pieces(self, raw: bytes) -> None:
+        for start in range(0, max(len(raw), 1), _CHUNK):
+            self._line(raw[start : start + _CHUNK].decode(errors="replace").rstrip())
 
     def _line(self, line: str) -> None:
         self.lines.append(line)

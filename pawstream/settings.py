@@ -481,6 +481,12 @@ class TrainingSettings(BaseModel):
         description="Alias the export stage gives a new version: champion (only at evaluate.min_accuracy) "
         "or challenger (always, and champion never moves: what `pawstream retrain` uses).",
     )
+    export_dir: Path | None = Field(
+        None,
+        description="Where the export stage writes the new artifact; unset: the served folder "
+        "models/pawstream-classifier. `pawstream retrain` sets it (models/challenger) so a retrain "
+        "never replaces the artifact that model.source=path serves.",
+    )
 
 
 class ServicesSettings(BaseModel):
@@ -532,7 +538,8 @@ class UiSettings(BaseModel):
     retrain: bool = Field(
         False,
         description="Let the page start `pawstream retrain` (export, dvc repro, @challenger) on the API's "
-        "host; off by default. Needs an API key when keys are on.",
+        "host; off by default. Refused (403) unless api.api_key is set: without keys anyone could "
+        "start a long CPU-heavy job.",
     )
     retrain_repo: Path = Field(Path("."), description="The DVC repo (params.yaml, dvc.yaml) retrain runs in.")
     retrain_log_lines: int = Field(200, ge=10, description="Lines of the retrain job's output kept to show.")

@@ -7,8 +7,15 @@ so the same policy: schemes, roots, addresses, size and time limits) the worker 
 version at prediction comes from the predictions topic. Images whose bytes are gone (the topic's
 retention dropped them, a reference now refused or unreadable) are counted and listed.
 
-Bounded: at most ``labels.export_max`` ids (the most recently labelled win); image bytes go straight
-to disk, never held beyond one record; each topic is read for at most ``labels.read_timeout_s``.
+Bounded: at most ``labels.export_max`` ids held at any time, also while the feedback topic is read
+(an OrderedDict: a relabelled id moves to the end, the oldest is dropped; across partitions "oldest"
+is in read order); image bytes go straight to disk, never held beyond one record; each topic is read
+for at most ``labels.read_timeout_s``.
+
+Labels become folder names, so only safe ones are written: a name matching ``SAFE_LABEL`` (no
+separators, no leading dot) and, when the served artifact (model.source=path) is readable, one of
+its labels. The others are listed in missing.csv with the reason, and every path is checked to stay
+inside the staging folder before anything is written.
 
 Output: ``DIR/<label>/<id>.jpg`` (non-JPEG images are re-encoded as JPEG), ``DIR/manifest.csv``
 (id, label, source, model_version, feedback_at, path, sha256) and ``DIR/missing.csv``. An export
@@ -23,8 +30,10 @@ import csv
 import hashlib
 import io
 import logging
+import re
 import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +48,7 @@ from pawstream.offsets import end_offsets
 from pawstream.references import ReferenceFetcher
 from pawstream.schemas import EventError, FeedbackEvent, ImageEvent, PredictionEvent
 from pawstream.settings import Settings
+from pawstream.vision.artifact import read_meta
 from pawstream.vision.decode import load_rgb
 from stack.topic_reading import topic_reader
 
@@ -49,6 +59,8 @@ MISSING = "missing.csv"
 MANIFEST_FIELDS = ["id", "label", "source", "model_version", "feedback_at", "path", "sha256"]
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _STAGING = ".export-staging"
+# A label is a folder name: letters and digits first (so never "." or ".."), then also "_", "-", ".".
+SAFE_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class ExportError(PawstreamError, RuntimeError):
@@ -69,7 +81,7 @@ class ExportResult:
     out: Path
     written: dict[str, int] = field(default_factory=dict)  # label -> images
     missing: list[tuple[str, str, str]] = field(default_factory=list)  # (id, label, why)
-    dropped: int = 0  # labelled ids beyond labels.export_max (the oldest)
+    dropped: int = 0  # labelled ids dropped over labels.export_max (the oldest labelled first)
 
     @property
     def total(self) -> int:
@@ -115,17 +127,49 @@ def _jpeg(data: bytes, settings: Settings) -> bytes:
     return buf.getvalue()
 
 
+def served_labels(settings: Settings) -> set[str] | None:
+    """The served artifact's labels when model.source=path and its artifact.json reads; else None."""
+    if settings.model.source != "path":
+        return None
+    try:
+        return set(read_meta(settings.model.artifact_path).labels)
+    except (OSError, ValueError) as exc:
+        logger.info("served labels unknown", extra={"reason": str(exc)})
+        return None
+
+
+def unsafe_label(label: str, known: set[str] | None) -> str | None:
+    """Why ``label`` cannot be a folder of the export, or None when it can."""
+    if not SAFE_LABEL.fullmatch(label):
+        return f"unsafe label {label!r}: not a plain folder name ({SAFE_LABEL.pattern})"
+    if known is not None and label not in known:
+        return f"unknown label {label!r}: not one of the served model's {sorted(known)}"
+    return None
+
+
 class _Writer:
     """Writes labelled images into the staging folder and keeps the manifest rows."""
 
-    def __init__(self, staging: Path, settings: Settings, result: ExportResult) -> None:
+    def __init__(
+        self, staging: Path, settings: Settings, result: ExportResult, known: set[str] | None
+    ) -> None:
         self.staging = staging
         self.settings = settings
         self.result = result
         self.rows: list[dict[str, str]] = []
         self.done: set[str] = set()
+        self.known = known
 
     def write(self, item: Labelled, data: bytes) -> None:
+        why = unsafe_label(item.label, self.known)
+        folder = (self.staging / item.label).resolve()
+        # Belt and braces: whatever the pattern lets through must still land inside staging.
+        if why is None and not (folder / f"{item.id}.jpg").is_relative_to(self.staging.resolve()):
+            why = f"label {item.label!r} leads outside the export folder"
+        if why is not None:
+            self.result.missing.append((item.id, item.label, why))
+            self.done.add(item.id)
+            return
         try:
             jpeg = _jpeg(data, self.settings)
         except (EventError, OSError, ValueError, Image.DecompressionBombError) as exc:
@@ -192,7 +236,9 @@ def _install(staging: Path, out: Path, rows: list[dict[str, str]], result: Expor
 async def export_labels(settings: Settings, out: Path) -> ExportResult:
     result = ExportResult(out=out)
     timeout = settings.labels.read_timeout_s
-    labelled: dict[str, Labelled] = {}
+    cap = settings.labels.export_max
+    # Bounded while reading, not after: the newest labelled ids at the end, the oldest dropped first.
+    labelled: OrderedDict[str, Labelled] = OrderedDict()
 
     def on_feedback(value: bytes | None) -> None:
         try:
@@ -200,16 +246,20 @@ async def export_labels(settings: Settings, out: Path) -> ExportResult:
         except ValidationError:
             return  # the monitor dead-letters malformed feedback; an export only skips it
         current = labelled.get(event.id)
-        if current is None or event.created_at >= current.feedback_at:
-            labelled[event.id] = Labelled(event.id, event.label, event.source, event.created_at)
+        if current is not None and event.created_at < current.feedback_at:
+            return  # an older label read late: the newer one stays
+        labelled[event.id] = Labelled(event.id, event.label, event.source, event.created_at)
+        labelled.move_to_end(event.id)
+        if len(labelled) > cap:
+            labelled.popitem(last=False)
+            result.dropped += 1
 
     await read_topic(settings, settings.topics.feedback, on_feedback, timeout)
-    if len(labelled) > settings.labels.export_max:
-        keep = sorted(labelled.values(), key=lambda i: i.feedback_at, reverse=True)[
-            : settings.labels.export_max
-        ]
-        result.dropped = len(labelled) - len(keep)
-        labelled = {i.id: i for i in keep}
+    known = served_labels(settings)
+    for image_id, item in list(labelled.items()):  # refused before any bytes are fetched for them
+        if (why := unsafe_label(item.label, known)) is not None:
+            result.missing.append((image_id, item.label, why))
+            del labelled[image_id]
 
     def on_prediction(value: bytes | None) -> None:
         try:
@@ -222,7 +272,7 @@ async def export_labels(settings: Settings, out: Path) -> ExportResult:
     await read_topic(settings, settings.topics.predictions, on_prediction, timeout)
 
     staging = await asyncio.to_thread(_fresh_staging, out)
-    writer = _Writer(staging, settings, result)
+    writer = _Writer(staging, settings, result, known)
     refs: dict[str, str] = {}
 
     def on_image(value: bytes | None) -> None:

@@ -3,7 +3,10 @@
 Three steps, each printed as a ``retrain: step N/3 ...`` line (the page's retrain job shows them):
 1. `labels export` into the repo's ``prepare.extra_data`` folder (params.yaml);
 2. `dvc repro` in the repo, its stages run with ``training.register_alias=challenger``, so the
-   export stage registers the new version with alias ``challenger`` and never moves ``champion``;
+   export stage registers the new version with alias ``challenger`` and never moves ``champion``,
+   and with ``training.export_dir=models/challenger``, so the new artifact is written there and the
+   served folder (models/pawstream-classifier, what model.source=path loads) stays byte-identical:
+   a restart never serves an unpromoted model;
 3. a check that the registry's ``challenger`` is the version the artifact was stamped with.
 
 It never promotes: `pawstream model promote VERSION` is the separate, explicit step. When nothing
@@ -29,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 STEPS = 3
 RAN = "Running stage '"
+CHALLENGER_DIR = Path("models/challenger")  # git-ignored like every models/ folder
 
 
 def _say(text: str) -> None:
@@ -36,9 +40,19 @@ def _say(text: str) -> None:
     sys.stdout.flush()
 
 
+class NoExtraData(ValueError):
+    """params.yaml names no prepare.extra_data: the pipeline would never read the exported labels."""
+
+
 def extra_data_dir(repo: Path) -> Path:
     params = yaml.safe_load((repo / "params.yaml").read_text()) or {}
-    extra = (params.get("prepare") or {}).get("extra_data") or str(paths.FEEDBACK)
+    extra = (params.get("prepare") or {}).get("extra_data")
+    if not extra:
+        # Exporting to a default folder the pipeline does not read would "succeed" without the labels.
+        raise NoExtraData(
+            f"{repo / 'params.yaml'} has no prepare.extra_data, so the pipeline would not read the "
+            f"labels: set it (e.g. `extra_data: {paths.FEEDBACK}`) and list it in dvc.yaml's prepare deps"
+        )
     path = Path(extra)
     return path if path.is_absolute() else repo / path
 
@@ -50,6 +64,7 @@ def _dvc_repro(settings: Settings, repo: Path) -> tuple[int, list[str]]:
         **os.environ,
         **to_env(settings),
         "PAWSTREAM_TRAINING__REGISTER_ALIAS": "challenger",
+        "PAWSTREAM_TRAINING__EXPORT_DIR": str(repo / CHALLENGER_DIR),
         # The stages run `python` from PATH: this interpreter's environment.
         "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
     }
@@ -92,7 +107,18 @@ def run_retrain(settings: Settings, repo: Path) -> int:
     if not (repo / "dvc.yaml").is_file():
         sys.stderr.write(f"retrain: {repo} has no dvc.yaml (give the pipeline's repo with --repo)\n")
         return 2
-    out = extra_data_dir(repo)
+    if not (repo / paths.ARTIFACT / "artifact.json").is_file():
+        # The export stage's DVC output is the served folder: without one there is nothing to
+        # retrain from, and a retrain must not be what creates the served model.
+        sys.stderr.write(
+            f"retrain: no trained model at {repo / paths.ARTIFACT}; train one first with `dvc repro`\n"
+        )
+        return 2
+    try:
+        out = extra_data_dir(repo)
+    except (NoExtraData, OSError, yaml.YAMLError) as exc:
+        sys.stderr.write(f"retrain: {exc}\n")
+        return 2
     _say(f"step 1/{STEPS} labels export into {out}")
     try:
         code = run_labels_export(settings, out)
@@ -110,7 +136,7 @@ def run_retrain(settings: Settings, repo: Path) -> int:
     if "export" not in ran:
         _say("nothing changed (no new labels, code or params): no new version registered")
         return 0
-    meta = json.loads((repo / paths.ARTIFACT / "artifact.json").read_text())
+    meta = json.loads((repo / CHALLENGER_DIR / "artifact.json").read_text())
     version = str(meta["version"])
     challenger = _challenger(settings)
     if challenger != version:
@@ -118,7 +144,8 @@ def run_retrain(settings: Settings, repo: Path) -> int:
         return 1
     name = settings.training.registered_model
     _say(
-        f"done: {name} version {version} registered as @challenger, data hash {meta.get('data_hash')}; "
+        f"done: {name} version {version} registered as @challenger, data hash {meta.get('data_hash')}, "
+        f"artifact in {repo / CHALLENGER_DIR} (the served one is unchanged); "
         f"promote it with `pawstream model promote {version}`"
     )
     logger.info("retrained", extra={"version": version, "data_hash": meta.get("data_hash"), "stages": ran})

@@ -1,7 +1,9 @@
 """Stage `export`: the serving artifact, its drift reference profile, and the MLflow registry.
 
 Writes models/pawstream-classifier/ (artifact.json, weights.pt, reference_profile.npz), the folder
-``pawstream worker`` loads by default. The artifact is logged to the train run under
+``pawstream worker`` loads by default, or ``training.export_dir`` when set (`pawstream retrain` sets
+it, so a retrain leaves the served folder alone; dvc.yaml marks that output ``persist``, so DVC
+does not delete it before the stage runs either). The artifact is logged to the train run under
 ``serving_artifact/`` and registered as a new version of ``pawstream-classifier``; alias
 ``champion`` moves to it only when test accuracy reaches ``evaluate.min_accuracy``.
 """
@@ -98,7 +100,7 @@ def run(params: EvaluateParams, settings: TrainingSettings, out: Path = ARTIFACT
 
 def main() -> None:
     settings, params = start_stage("export")
-    result = run(params.evaluate, settings.training)
+    result = run(params.evaluate, settings.training, out=settings.training.export_dir or ARTIFACT)
     if result["alias"] is not None:
         alias = f"alias {result['alias']}"
     else:

@@ -3,7 +3,8 @@
 The page itself is open; what it shows (/ui/state, /ui/thumbs: every client's recent images) and
 what it does (POST /v1/images, POST /v1/feedback, POST /ui/retrain) need the API key when keys
 are on: the page asks for the key once and keeps it in the browser session (sessionStorage), and
-fetches thumbnails with it too. Everything is rate-limited like /v1/* (the page backs off on 429
+fetches thumbnails with it too. POST /ui/retrain (a long CPU job) is refused outright unless keys
+are on. Everything is rate-limited like /v1/* (the page backs off on 429
 for the Retry-After it is given). Thumbnails are served by image id from the in-memory store only.
 """
 
@@ -102,6 +103,14 @@ def ui_router() -> APIRouter:
     async def retrain(api: StateDep, settings: SettingsDep) -> JSONResponse:
         if not settings.ui.retrain:
             raise ApiError(403, "retrain_disabled", "retraining from the page is off (ui.retrain)")
+        if settings.api.api_key is None:
+            # Without keys anyone who reaches the API could start a long CPU-heavy job: deny first.
+            raise ApiError(
+                403,
+                "retrain_needs_key",
+                "retraining from the page needs API keys on (set api.api_key); "
+                "run `pawstream retrain` on the host instead",
+            )
         try:
             api.retrain.start()
         except JobRunning as exc:

@@ -178,6 +178,7 @@ def test_probes_are_the_paths_and_ports_the_services_serve(overlay: tuple[str, l
         assert getattr(getattr(settings, section), attr) == "0.0.0.0", deployment
     api_service = one(objects, "Service", "pawstream-api")
     assert api_service["spec"]["ports"][0]["targetPort"] == "http"
+    assert api_service["spec"]["sessionAffinity"] == "ClientIP"  # /ui state is per replica
     monitor_url = _settings(env_of(objects, _container(objects, "pawstream-api"))).api.monitoring_url
     assert monitor_url == "http://pawstream-monitor:9102/metrics"
     assert one(objects, "Service", "pawstream-monitor")["spec"]["ports"][0]["port"] == 9102

@@ -4,7 +4,8 @@ a real DVC pipeline (a throwaway copy, random weights, 64 px) and a real MLflow 
 Images go in through the API (inline, and one by file:// reference), get labels through the API,
 `pawstream labels export` writes them with a manifest (and lists a labelled id whose image never
 came), then `pawstream retrain` exports again into prepare.extra_data, runs `dvc repro` and
-registers @challenger: a new data hash, the fixed test split byte-identical, the champion untouched.
+registers @challenger: a new data hash, the fixed test split byte-identical, the champion untouched,
+the new artifact in models/challenger and the served artifact folder byte-identical.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def _aliases(uri: str) -> dict[str, str]:
     return {k: str(v) for k, v in client.get_registered_model(NAME).aliases.items()}
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
 @pytest.mark.timeout(600)
 def test_label_export_and_retrain_registers_a_challenger(settings: Settings, tmp_path: Path) -> None:
     ws, env = pipeline_workspace(tmp_path)
@@ -56,6 +63,7 @@ def test_label_export_and_retrain_registers_a_challenger(settings: Settings, tmp
     assert first.returncode == 0, first.stdout + first.stderr
     artifact = ws / "models/pawstream-classifier"
     old = json.loads((artifact / "artifact.json").read_text())
+    served = _files(artifact)
     test_split = (ws / "data/prepared/test.csv").read_text()
     uri = env["PAWSTREAM_TRAINING__MLFLOW_TRACKING_URI"]
     assert _aliases(uri) == {"champion": "1"}
@@ -102,7 +110,9 @@ def test_label_export_and_retrain_registers_a_challenger(settings: Settings, tmp
     retrained = _cli(settings, "retrain", "--repo", str(ws), timeout=400)
     assert retrained.returncode == 0, retrained.stdout + retrained.stderr
     assert "registered as @challenger" in retrained.stdout, retrained.stdout
-    new = json.loads((artifact / "artifact.json").read_text())
+    assert _files(artifact) == served  # model.source=path serves this folder: a retrain never touches it
+    assert old["version"] == "1"
+    new = json.loads((ws / "models/challenger/artifact.json").read_text())
     assert new["version"] == "2" and new["data_hash"] != old["data_hash"]
     assert _aliases(uri) == {"champion": "1", "challenger": "2"}  # never promoted
     # The feedback images are in train and val only; the test split is the same file.

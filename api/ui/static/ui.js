@@ -68,19 +68,46 @@
     return node;
   }
 
+  // Label clicks that could not be sent yet (rate limited, API unreachable, key missing): kept and
+  // sent again before each poll, shown as queued, never silently dropped.
+  const pendingLabels = new Map(); // image id -> label
+
+  function queued(value) {
+    return el("span", { className: "queued-label", textContent: `queued ${value}: sent when the API allows` });
+  }
+
+  // One label: true when it is settled (sent, or refused for good), false to keep it queued.
+  async function sendLabel(id, value) {
+    const resp = await call("POST", "/v1/feedback", { id, label: value });
+    if (!resp || resp.status === 429 || resp.status === 401) return { settled: false };
+    if (resp.status === 202) return { settled: true, sent: true };
+    const body = await resp.json().catch(() => ({}));
+    status(`label not sent: ${(body.error && body.error.message) || resp.status}`);
+    return { settled: true, sent: false };
+  }
+
+  async function flushLabels() {
+    for (const [id, value] of [...pendingLabels]) {
+      if (Date.now() < pausedUntil || needKey()) return;
+      const { settled } = await sendLabel(id, value);
+      if (!settled) return; // still limited: the next poll tries again, in click order
+      pendingLabels.delete(id);
+    }
+  }
+
   async function label(item, value, box) {
     for (const b of box.querySelectorAll("button")) b.disabled = true;
-    const resp = await call("POST", "/v1/feedback", { id: item.id, label: value });
-    if (resp && resp.status === 202) {
+    const { settled, sent } = pendingLabels.size ? { settled: false } : await sendLabel(item.id, value);
+    if (sent) {
       item.feedback = value;
       box.replaceChildren(el("span", { className: "done-label", textContent: `labelled ${value}` }));
       refresh();
+    } else if (!settled) {
+      pendingLabels.set(item.id, value); // behind any earlier queued click, so order is kept
+      box.replaceChildren(queued(value));
+      status(`label queued (${pendingLabels.size} waiting)`);
     } else {
       for (const b of box.querySelectorAll("button")) b.disabled = false;
-      if (resp && resp.status !== 401 && resp.status !== 429) {
-        const body = await resp.json().catch(() => ({}));
-        status(`label not sent: ${(body.error && body.error.message) || resp.status}`);
-      }
     }
   }
 
@@ -89,6 +116,10 @@
     const box = el("div", { className: "actions" });
     if (item.feedback) {
       box.append(el("span", { className: "done-label", textContent: `labelled ${item.feedback}` }));
+      return box;
+    }
+    if (pendingLabels.has(item.id)) {
+      box.append(queued(pendingLabels.get(item.id)));
       return box;
     }
     if (item.status !== "done") return box;
@@ -107,8 +138,12 @@
   }
 
   // Thumbnails are fetched with the key (an <img src> cannot send it) and kept as object URLs.
+  // At most THUMBS_PER_POLL new fetches per refresh, so a full list under load (or a key-less
+  // burst) is not 100 requests every poll; the rest come on the next polls.
   const thumbs = new Map();
   const THUMBS_MAX = 200;
+  const THUMBS_PER_POLL = 12;
+  let thumbBudget = THUMBS_PER_POLL;
 
   async function loadThumb(id, img) {
     if (!thumbs.has(id)) {
@@ -133,7 +168,10 @@
     if (item.thumb) {
       thumb = el("img", { alt: "" });
       if (thumbs.get(item.id)) thumb.src = thumbs.get(item.id);
-      else loadThumb(item.id, thumb);
+      else if (thumbs.has(item.id) || thumbBudget > 0) {
+        if (!thumbs.has(item.id)) thumbBudget -= 1;
+        loadThumb(item.id, thumb);
+      }
     } else {
       thumb = el("div", { className: "nothumb" });
     }
@@ -205,6 +243,7 @@
     if (resp && resp.ok) {
       const state = await resp.json();
       if (state.labels && state.labels.length) cfg.labels = state.labels;
+      thumbBudget = THUMBS_PER_POLL;
       renderList("queue", state.queue);
       renderList("recent", state.recent);
       renderPanel(state);
@@ -216,6 +255,7 @@
   function schedule() {
     clearTimeout(timer);
     timer = setTimeout(async () => {
+      await flushLabels();
       await refresh();
       schedule();
     }, Math.max(cfg.poll_ms, pausedUntil - Date.now()));

@@ -17,6 +17,7 @@ import pytest
 from pawstream.settings import Settings
 from tests.support.api import api_process, with_api
 from tests.support.browser import PHONE_WIDTH, console_errors, set_viewport
+from tests.support.events import prediction, send_results
 from tests.support.images import jpeg_bytes, real_photos
 from tests.support.kafka import TopicReader
 from tests.support.waiting import eventually
@@ -106,3 +107,65 @@ def test_upload_correct_and_see_the_accuracy_panel_follow(
         errors = console_errors(driver)
         assert errors == [], errors
     logger.info("page: load, upload and correction in %.1fs", elapsed)
+
+
+@pytest.mark.timeout(120)
+def test_keys_on_the_key_is_asked_kept_and_a_label_without_it_is_queued(
+    api_settings: Settings, chromium: Any, tmp_path: Path
+) -> None:
+    """Keys on, no worker (a prediction published as a worker would): the page asks for the key,
+    keeps it in sessionStorage, fetches the thumbnail with it; a label clicked once the key is gone
+    is queued (shown as such), not dropped, and sent when the key is given again."""
+    from selenium.webdriver.common.by import By
+
+    settings = with_api(api_settings, api_key="k3y-for-the-page")
+    key = {"X-API-Key": "k3y-for-the-page"}
+    driver = chromium
+    with api_process(settings, tmp_path / "api.log") as base:
+        files = {"file": ("p.jpg", jpeg_bytes(21, (320, 240)), "image/jpeg")}
+        r = httpx.post(f"{base}/v1/images", files=files, headers=key, timeout=20)
+        assert r.status_code == 202, r.text
+        image_id = r.json()["id"]
+        asyncio.run(send_results(settings, prediction(image_id, "cat", 0.7)))
+
+        started = time.monotonic()
+        driver.get(f"{base}/ui")
+        key_box = driver.find_element(By.ID, "key-box")
+        assert key_box.is_displayed()
+
+        def give_key() -> None:
+            driver.find_element(By.ID, "key-input").send_keys("k3y-for-the-page")
+            driver.find_element(By.CSS_SELECTOR, "#key-form button, #key-form input[type=submit]").click()
+
+        give_key()
+        stored = driver.execute_script("return sessionStorage.getItem('pawstream-api-key')")
+        assert stored == "k3y-for-the-page" and not key_box.is_displayed()
+        row = f"#recent li.row[data-id='{image_id}']"
+        # /ui/thumbs needs the key: a blob: image means the page fetched it with the key.
+        eventually(
+            lambda: driver.find_elements(By.CSS_SELECTOR, f"{row} img[src^='blob:']"),
+            20,
+            message="the thumbnail fetched with the key",
+        )
+
+        driver.execute_script("sessionStorage.removeItem('pawstream-api-key')")  # the session lost it
+        driver.find_element(By.CSS_SELECTOR, f"{row} button.correct[data-label='dog']").click()
+        queued = eventually(
+            lambda: driver.find_elements(By.CSS_SELECTOR, f"{row} .queued-label"),
+            10,
+            message="the label shown as queued",
+        )
+        assert "dog" in queued[0].text
+        eventually(key_box.is_displayed, 10, message="the key asked for again")
+        give_key()
+        event = asyncio.run(_feedback_for(settings, image_id, 20))
+        assert (event["type"], event["label"]) == ("feedback", "dog")
+        eventually(
+            lambda: driver.find_elements(By.CSS_SELECTOR, f"{row} .done-label"),
+            20,
+            until=lambda found: found and found[0].text == "labelled dog",
+            message="the row showing the label as given",
+        )
+        errors = [e for e in console_errors(driver) if "401" not in e.get("message", "")]
+        assert errors == [], errors
+    logger.info("page with keys on: key, thumbnail, queued label in %.1fs", time.monotonic() - started)

@@ -103,6 +103,12 @@ async def test_retrain_is_off_by_default_and_runs_one_job_at_a_time(
     async with serve(api_settings) as api:
         r = await api.client.post("/ui/retrain")
         assert r.status_code == 403 and r.json()["error"]["code"] == "retrain_disabled"
+    # On, but keys off: anyone could start a long CPU job, so it is refused with a message.
+    async with serve(with_ui(api_settings, retrain=True)) as api:
+        r = await api.client.post("/ui/retrain")
+        assert r.status_code == 403 and r.json()["error"]["code"] == "retrain_needs_key", r.text
+        assert "api.api_key" in r.json()["error"]["message"]
+        assert api.state.retrain.runs == 0
 
     marker = tmp_path / "stopped"
     # Stands in for `pawstream retrain`: prints a step, then runs until the API stops it.
@@ -112,14 +118,15 @@ async def test_retrain_is_off_by_default_and_runs_one_job_at_a_time(
         "print('retrain: step 1/3 labels export into data/feedback', flush=True)\n"
         "time.sleep(120)\n"
     )
-    async with serve(with_ui(api_settings, retrain=True)) as api:
+    key = {"X-API-Key": "s3cret"}
+    async with serve(with_ui(with_api(api_settings, api_key="s3cret"), retrain=True)) as api:
         api.state.retrain.command = [sys.executable, "-c", script]
-        r = await api.client.post("/ui/retrain")
+        r = await api.client.post("/ui/retrain", headers=key)
         assert r.status_code == 202 and r.json()["state"] == "running"
-        again = await api.client.post("/ui/retrain")
+        again = await api.client.post("/ui/retrain", headers=key)
         assert again.status_code == 409 and again.json()["error"]["code"] == "retrain_running"
         state = await eventually_async(
-            lambda: api.client.get("/ui/state"),
+            lambda: api.client.get("/ui/state", headers=key),
             15,
             until=lambda resp: resp.json()["retrain"]["step"] == "1/3 labels export into data/feedback",
             message="the job's progress",
