@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from pawstream.errors import PawstreamError
 from pawstream.settings import UiSettings
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ _STOP_GRACE_S = 10.0
 _CHUNK = 64 * 1024  # the most of one output line kept as one log line
 
 
-class JobRunning(Exception):
+class JobRunning(PawstreamError):
     """A retrain job is already running."""
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from pawstream import paths
+from pawstream.errors import PawstreamError
 from pawstream.settings import Settings, to_env
 from stack.labels_export import ExportError, run_labels_export
 
@@ -40,7 +41,7 @@ def _say(text: str) -> None:
     sys.stdout.flush()
 
 
-class NoExtraData(ValueError):
+class NoExtraData(PawstreamError, ValueError):
     """params.yaml names no prepare.extra_data: the pipeline would never read the exported labels."""
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import faust
 
+from pawstream.errors import PawstreamError
 from pawstream.model_uri import parse_model_uri
 from pawstream.settings import Settings
 from pawstream.vision.memory import HeapTrimmer
@@ -83,7 +84,7 @@ def _release() -> None:
     HeapTrimmer()()
 
 
-class Refused(Exception):
+class Refused(PawstreamError):
     """A registered version this worker will not serve: the stage that failed and why."""
 
     def __init__(self, stage: str, reason: str) -> None:
