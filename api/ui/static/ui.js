@@ -207,6 +207,14 @@
           .map(([v, f]) => `v${v}: ${pct(f.window_accuracy)} of ${f.window_labels ?? 0} labels`)
           .join("; ")
       : `${mon.status || "–"}${mon.message ? ` (${mon.message})` : ""}`;
+    // The monitor's cumulative figure moves with every joined label; the windowed one only when
+    // a window closes, so this is the row that shows a click landing.
+    const models = mon.models || [];
+    $("acc-cumulative").textContent = models.length
+      ? models
+          .map((m) => `${m.role} v${m.version}: ${pct(m.cumulative_accuracy)} of ${m.labelled ?? 0} labelled`)
+          .join("; ")
+      : mon.status === "unavailable" ? "unavailable" : "no monitor figures yet";
     const drift = [];
     for (const [v, f] of versions) {
       for (const [metric, d] of Object.entries(f.drift || {})) {
@@ -285,8 +293,10 @@
         const p = body.prediction;
         const item = {
           id: body.id, status: "done", label: p.label, confidence: p.confidence,
-          model_version: p.model.version, latency_s: p.latency_s, thumb: false, feedback: null,
+          model_version: p.model.version, latency_s: p.latency_s, thumb: true, feedback: null,
         };
+        // The photo is right here: its thumbnail is the file itself, no fetch needed.
+        if (!thumbs.get(body.id)) thumbs.set(body.id, URL.createObjectURL(file));
         const result = row(item);
         result.id = "upload-row";
         out.replaceChildren(el("ol", { className: "rows" }, result));
