@@ -21,8 +21,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
 	touch $(STAMP)
 
+# Two test files at a time (pytest-xdist, whole files per process so module fixtures are built
+# once): measured 13.6 min against ~25 min serially on 2 vCPUs. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
+
 test: setup
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not integration and not slow"
