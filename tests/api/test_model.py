@@ -3,6 +3,7 @@ follows a worker restarted on another model version."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -17,9 +18,12 @@ from api.models_reader import ModelDirectory
 from pawstream.schemas import utcnow
 from pawstream.settings import Settings
 from pawstream.vision.predictor import Predictor
+from stack.children import service_command, service_env
 from stream.worker.heartbeat import build_heartbeat
 from tests.support.api import serve
 from tests.support.artifacts import make_artifact
+from tests.support.lifecycle import served_from_registry
+from tests.support.registry import register_version, training_settings
 from tests.support.settings import with_artifact
 from tests.support.waiting import eventually_async
 from tests.support.workers import running_worker
@@ -134,3 +138,47 @@ async def test_model_route_follows_a_worker_restarted_on_another_version(
     logger.info(
         "v1 seen after %.1fs, v2 %.1fs after the restart", switched - start, time.monotonic() - switched
     )
+
+
+@pytest.mark.integration
+async def test_model_route_follows_a_promotion_without_a_restart(
+    api_settings: Settings, tmp_path: Path
+) -> None:
+    """`pawstream model promote 2` moves @champion; the running worker hot-reloads it and
+    /v1/model shows version 2 served by the same worker process, with a later loaded_at."""
+    training = training_settings(tmp_path)
+    for version, seed in (("1", 1), ("2", 2)):
+        artifact = make_artifact(tmp_path / f"v{version}", version=version, seed=seed)
+        assert register_version(training, artifact, accuracy=0.9 if version == "1" else 0.1) == version
+    s = served_from_registry(api_settings, training, tmp_path / "models", model_poll_s=1.0, heartbeat_s=1.0)
+    async with serve(s) as api:
+        with running_worker(s, tmp_path) as worker:
+            before = await eventually_async(
+                lambda: api.client.get("/v1/model"),
+                90,  # a cold worker start (torch import, model load, group join) on a busy runner
+                interval=0.2,
+                until=_serving("1"),
+                message=lambda: f"/v1/model to show version 1: {worker.log_tail()}",
+            )
+            assert worker.proc is not None
+            pid = worker.proc.pid
+            # Not subprocess.run: the API under test shares this event loop.
+            promote = await asyncio.create_subprocess_exec(
+                *service_command("model", "promote", "2"),
+                env=service_env(s),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            output, _ = await asyncio.wait_for(promote.communicate(), 120)
+            assert promote.returncode == 0, output.decode(errors="replace")
+            after = await eventually_async(
+                lambda: api.client.get("/v1/model"),
+                60,
+                interval=0.2,
+                until=_serving("2"),
+                message=lambda: f"/v1/model to show version 2 after the promotion: {worker.log_tail()}",
+            )
+            assert worker.alive() and worker.proc.pid == pid, worker.log_tail()  # reloaded, not restarted
+    old, new = before.json()["models"][0], after.json()["models"][0]
+    assert [w["worker"] for w in new["workers"]] == [w["worker"] for w in old["workers"]]
+    assert new["alias"] == "champion" and new["loaded_at"] > old["loaded_at"]
