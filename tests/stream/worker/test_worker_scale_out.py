@@ -164,8 +164,19 @@ async def test_scale_out_to_three_then_in_with_a_kill_loses_nothing(
                 timeline.mark("sigkill w1")
             predicted_at_kill = len(preds.ids())
             start("w4")  # at once, as a supervisor or the Deployment replaces a dead worker
-            await preds.wait_until(lambda r: predicting({"w4"}), 120, "w4 predicting")
-            timeline.mark("w4 predicting")
+
+            def replaced_or_done(r: list[dict[str, Any]]) -> bool:
+                # w3 takes w1's partitions once w1's session lapses; on a busy run it can finish
+                # the rest before w4 has joined, and w4 then never predicts (seen in CI).
+                if predicting({"w4"}):
+                    return True
+                if not publish.done():
+                    return False
+                sent = set(warm.published) | set(backlog.published) | set(publish.result().published)
+                return sent <= preds.ids()
+
+            await preds.wait_until(replaced_or_done, 120, "w4 predicting, or every image predicted")
+            timeline.mark("w4 predicting")  # or the work finished without it
             assert await stop("w3") == 0, "a graceful stop exits 0"
             report = await publish
             published = set(warm.published) | set(backlog.published) | set(report.published)
@@ -218,7 +229,6 @@ async def test_scale_out_to_three_then_in_with_a_kill_loses_nothing(
     )
     assert not lost, f"{len(lost)} images lost"
     assert predicted_at_kill < IMAGES, "the work finished before the kill: it tested nothing"
-    assert by_worker["w4"] > 0, "the replacement finished the work"
     # The second worker adds capacity on two cores: measured 1.4-2.1x (README, "Scale-out, measured")
     # over 6-8 s windows with a backlog; 1.2 leaves room for a busy machine.
     assert rates[2] > 1.2 * rates[1], rates
