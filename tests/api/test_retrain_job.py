@@ -40,11 +40,11 @@ async def test_an_ended_job_kills_its_child_group(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     # The child starts a grandchild in its own group (as dvc starts its stages), then both wait.
     script = (
-        "import os, subprocess, sys, time\n"
-        "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        "import os, signal, subprocess, sys\n"
+        "g = subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()'])\n"
         f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{g.pid}}')\n"
         "print('retrain: step 1/3 labels export', flush=True)\n"
-        "time.sleep(120)\n"
+        "signal.pause()\n"  # until the job's stop signals it
     )
     job = RetrainJob(UiSettings(retrain=True), command=[sys.executable, "-c", script])
     job.start()

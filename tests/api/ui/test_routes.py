@@ -113,10 +113,10 @@ async def test_retrain_is_off_by_default_and_runs_one_job_at_a_time(
     marker = tmp_path / "stopped"
     # Stands in for `pawstream retrain`: prints a step, then runs until the API stops it.
     script = (
-        "import signal, sys, time, pathlib\n"
+        "import signal, sys, pathlib\n"
         f"signal.signal(signal.SIGTERM, lambda *_: (pathlib.Path({str(marker)!r}).touch(), sys.exit(1)))\n"
         "print('retrain: step 1/3 labels export into data/feedback', flush=True)\n"
-        "time.sleep(120)\n"
+        "signal.pause()\n"  # until the API's stop signals it
     )
     key = {"X-API-Key": "s3cret"}
     async with serve(with_ui(with_api(api_settings, api_key="s3cret"), retrain=True)) as api:
